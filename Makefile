@@ -1,0 +1,53 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha256sum requirements.lock | cut -c1-16)
+
+.PHONY: run test stop lint fmt lock venv services browser-deps clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+## Start PostgreSQL + Redis (embedded), migrate, seed the demo, a Celery worker and the
+## web server on http://127.0.0.1:$(PORT). Ctrl-C stops everything it started.
+run: venv
+	$(BIN)/python -m infra.run serve
+
+## The whole test suite against real PostgreSQL + pgvector and Redis.
+test: venv browser-deps
+	$(BIN)/python -m infra.run test $(PYTEST_ARGS)
+
+## Stop the embedded servers this checkout started (after a killed run, say).
+stop:
+	@test -x $(BIN)/python && $(BIN)/python -m infra.services stop || true
+
+services: venv
+	$(BIN)/python -m infra.services start
+
+## Debian's Chromium for the browser test (no browser download works here).
+browser-deps:
+	@bash infra/ensure-chromium.sh
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+fmt: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## Re-resolve pyproject.toml into the hash-pinned lock.
+lock: venv
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --extra dev \
+		--find-links /opt/wheels --no-emit-index-url -o requirements.lock pyproject.toml
+
+clean: stop
+	rm -rf var staticfiles

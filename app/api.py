@@ -1,0 +1,267 @@
+"""The JSON API (v1). Views validate at the edge, call one service or selector, and shape
+the reply."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import Http404, StreamingHttpResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from app.api_auth import HasScope, principal_of
+from app.identity import Principal
+from app.models import Conversation
+from app.selectors import conversation_get, conversation_messages, conversations_of
+from app.services import chat_refusal_record, chat_turn_record
+from broker.embeddings import embed_query
+from broker.types import ProviderUnavailable, TokenDelta
+from orchestration.errors import Blocked
+from orchestration.pipeline import Answer, Turn, answer_stream, prepare_turn
+from retrieval.selectors import chunks_search, documents_visible_to
+
+
+class ChatInput(serializers.Serializer):
+    message = serializers.JSONField()
+    conversation = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+
+    def validate_message(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise serializers.ValidationError("must be a string")
+        return value
+
+
+def _citations_json(answer: Answer) -> list[dict[str, Any]]:
+    return [{"document": c.document_id, "title": c.title, "chunk": c.chunk_id}
+            for c in answer.citations]
+
+
+def _final_json(
+    principal: Principal, conversation: Conversation, message_id: int, answer: Answer
+) -> dict[str, Any]:
+    return {
+        "conversation": conversation.pk,
+        "message_id": message_id,
+        "answer": answer.text,
+        "citations": _citations_json(answer),
+        "blocked": False,
+        "reason": None,
+        "provider": answer.provider,
+        "labels": list(answer.labels),
+        "request_id": principal.request_id,
+    }
+
+
+def _blocked_json(principal: Principal, conversation: Conversation | None, exc: Blocked) -> dict:
+    return {
+        "conversation": conversation.pk if conversation else None,
+        "message_id": None,
+        "answer": exc.user_message,
+        "citations": [],
+        "blocked": True,
+        "reason": exc.reason_code,
+        "provider": None,
+        "request_id": principal.request_id,
+    }
+
+
+def _sse(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+_DONE = object()
+
+
+def _next_or_done(iterator: Iterator[Any]) -> Any:
+    return next(iterator, _DONE)
+
+
+class ChatView(APIView):
+    permission_classes = [IsAuthenticated, HasScope]
+    required_scope = "chat"
+
+    @extend_schema(request=ChatInput, responses={200: dict})
+    def post(self, request: Request) -> Response | StreamingHttpResponse:
+        principal = principal_of(request)
+        data = ChatInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        conversation = None
+        if data.validated_data.get("conversation") is not None:
+            conversation = conversation_get(principal, data.validated_data["conversation"])
+            if conversation is None:
+                raise Http404
+        message: str = data.validated_data["message"]
+        try:
+            turn = prepare_turn(principal, message)
+        except Blocked as exc:
+            chat_refusal_record(principal=principal, reason=exc.reason_code, message=message)
+            if "text/event-stream" in request.headers.get("Accept", ""):
+                return _event_stream(_one_event("blocked", _blocked_json(principal, conversation, exc)))
+            return Response(_blocked_json(principal, conversation, exc))
+        except ProviderUnavailable:
+            chat_refusal_record(principal=principal, reason="no_allowed_provider", message=message)
+            raise
+        if "text/event-stream" in request.headers.get("Accept", ""):
+            return _event_stream(_stream_turn(principal, conversation, turn))
+        answer = None
+        for event in answer_stream(turn):
+            if isinstance(event, Answer):
+                answer = event
+        assert answer is not None
+        conversation, reply = chat_turn_record(
+            principal=principal, conversation=conversation, turn=turn, answer=answer
+        )
+        return Response(_final_json(principal, conversation, reply.pk, answer))
+
+
+def _event_stream(events: AsyncIterator[bytes]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(events, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass each event through at once
+    return response
+
+
+async def _one_event(event: str, data: Any) -> AsyncIterator[bytes]:
+    yield _sse(event, data)
+
+
+async def _stream_turn(
+    principal: Principal, conversation: Conversation | None, turn: Turn
+) -> AsyncIterator[bytes]:
+    """Relay the answer as SSE. The sync pipeline runs in the request's thread (DB access
+    stays on one connection); only the relaying happens on the event loop."""
+    events = await sync_to_async(answer_stream)(turn)
+    while True:
+        event = await sync_to_async(_next_or_done)(events)
+        if event is _DONE:
+            return
+        if isinstance(event, TokenDelta):
+            yield _sse("token", {"text": event.text})
+        elif isinstance(event, Answer):
+            yield _sse("citations", _citations_json(event))
+            saved, reply = await sync_to_async(chat_turn_record)(
+                principal=principal, conversation=conversation, turn=turn, answer=event
+            )
+            yield _sse("done", _final_json(principal, saved, reply.pk, event))
+
+
+class ConversationListView(APIView):
+    permission_classes = [IsAuthenticated, HasScope]
+    required_scope = "chat"
+
+    def get(self, request: Request) -> Response:
+        principal = principal_of(request)
+        items = [
+            {
+                "id": c.pk,
+                "title": c.title,
+                "created_at": c.created_at.isoformat(),
+                "updated_at": c.updated_at.isoformat(),
+            }
+            for c in conversations_of(principal)[:200]
+        ]
+        return Response({"conversations": items})
+
+
+class ConversationDetailView(APIView):
+    permission_classes = [IsAuthenticated, HasScope]
+    required_scope = "chat"
+
+    def get(self, request: Request, conversation_id: int) -> Response:
+        principal = principal_of(request)
+        conversation = conversation_get(principal, conversation_id)
+        if conversation is None:
+            raise Http404
+        messages = conversation_messages(principal, conversation)
+        return Response(
+            {
+                "id": conversation.pk,
+                "title": conversation.title,
+                "messages": [
+                    {
+                        "id": m.id,
+                        "role": m.role,
+                        "content": m.content,
+                        "provider": m.provider or None,
+                        "created_at": m.created_at,
+                        "citations": [
+                            {
+                                "document": c.document_id,
+                                "chunk": c.chunk_id,
+                                "title": c.title if c.available else None,
+                                "available": c.available,
+                            }
+                            for c in m.citations
+                        ],
+                    }
+                    for m in messages
+                ],
+            }
+        )
+
+
+class SearchInput(serializers.Serializer):
+    q = serializers.CharField(max_length=1000)
+    k = serializers.IntegerField(required=False, min_value=1)
+
+    def validate_k(self, value: int) -> int:
+        if value > settings.RETRIEVAL_MAX_K:
+            raise serializers.ValidationError(f"must be at most {settings.RETRIEVAL_MAX_K}")
+        return value
+
+
+class SearchView(APIView):
+    permission_classes = [IsAuthenticated, HasScope]
+    required_scope = "search"
+
+    def get(self, request: Request) -> Response:
+        principal = principal_of(request)
+        data = SearchInput(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        k = data.validated_data.get("k", settings.RETRIEVAL_TOP_K)
+        hits = chunks_search(principal, embed_query(data.validated_data["q"]), k=k)
+        return Response(
+            {
+                "results": [
+                    {
+                        "document": h.document_id,
+                        "title": h.title,
+                        "chunk": h.chunk_id,
+                        "text": h.text,
+                        "score": h.score,
+                    }
+                    for h in hits
+                ]
+            }
+        )
+
+
+class DocumentListView(APIView):
+    permission_classes = [IsAuthenticated, HasScope]
+    required_scope = "documents"
+
+    def get(self, request: Request) -> Response:
+        principal = principal_of(request)
+        docs = documents_visible_to(principal).order_by("title")
+        return Response(
+            {
+                "documents": [
+                    {
+                        "id": d.pk,
+                        "title": d.title,
+                        "classification": d.tier.label,
+                        "version": d.version,
+                        "updated_at": d.updated_at.isoformat(),
+                    }
+                    for d in docs
+                ]
+            }
+        )

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class AppConfig_(AppConfig):  # noqa: N801 - "AppConfig" is taken by the base class
+    name = "app"
+    label = "app"
+    verbose_name = "Accounts, tokens and conversations"
+    default_auto_field = "django.db.models.BigAutoField"

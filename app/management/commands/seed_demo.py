@@ -1,0 +1,19 @@
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from app.demo.seed import DEMO_USERS, seed_demo
+
+
+class Command(BaseCommand):
+    help = "Create the demo users, groups and documents (idempotent) and print the logins."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if settings.ENVIRONMENT == "prod":
+            raise CommandError("seed_demo creates known passwords; it never runs in production")
+        added = seed_demo()
+        self.stdout.write(f"demo ready ({added} documents added)\n")
+        self.stdout.write("Demo logins (http://127.0.0.1:8000/accounts/login/):")
+        for spec in DEMO_USERS:
+            self.stdout.write(f"  {spec.username:<6} {spec.password:<22} {spec.note}")

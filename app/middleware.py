@@ -1,0 +1,94 @@
+"""Request id, and the one Principal per request."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable
+
+import structlog
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from app.logs import get_logger
+from app.selectors import principal_for
+from app.services import token_authenticate
+
+log = get_logger("app.request")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+Handler = Callable[[HttpRequest], HttpResponse]
+
+
+class RequestIdMiddleware:
+    """Give every request an id (a well-formed upstream X-Request-ID is kept), put it on
+    every log line of the request and on the response."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request.request_id = request_id  # type: ignore[attr-defined]
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.monotonic()
+        response = self.get_response(request)
+        response["X-Request-ID"] = request_id
+        log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=response.status_code,
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        )
+        return response
+
+
+def _unauthorized(request: HttpRequest, detail: str) -> JsonResponse:
+    response = JsonResponse(
+        {
+            "error": "unauthenticated",
+            "detail": detail,
+            "request_id": getattr(request, "request_id", ""),
+        },
+        status=401,
+    )
+    response["WWW-Authenticate"] = 'Bearer realm="api", error="invalid_token"'
+    return response
+
+
+class PrincipalMiddleware:
+    """Authenticate a bearer token if one is sent (a bad one is refused outright), else use
+    the session; then build the request's immutable Principal once."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request_id: str = request.request_id  # type: ignore[attr-defined]
+        header = request.headers.get("Authorization")
+        principal = None
+        if header is not None:
+            scheme, _, raw = header.partition(" ")
+            if scheme.lower() != "bearer" or not raw.strip():
+                return _unauthorized(request, "Use 'Authorization: Bearer <token>'.")
+            token = token_authenticate(raw.strip())
+            if token is None:
+                return _unauthorized(request, "The token is invalid, expired or revoked.")
+            request.user = token.user
+            request.token_authenticated = True  # type: ignore[attr-defined]
+            principal = principal_for(
+                token.user,
+                request_id=request_id,
+                scopes=frozenset(token.scopes),
+                token_id=str(token.pk),
+            )
+            structlog.contextvars.bind_contextvars(token_id=str(token.pk))
+        elif request.user.is_authenticated:
+            principal = principal_for(request.user, request_id=request_id)  # type: ignore[arg-type]
+        request.principal = principal  # type: ignore[attr-defined]
+        if principal is not None:
+            structlog.contextvars.bind_contextvars(user_id=principal.user_id)
+        return self.get_response(request)

@@ -1,0 +1,96 @@
+"""Reads owned by `app`: principals, conversations and their messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+
+from app.identity import ALL_SCOPES, Principal, Tier
+from app.models import Conversation, Message, User
+from retrieval.selectors import visible_document_ids
+
+
+def principal_for(
+    user: User,
+    *,
+    request_id: str,
+    scopes: frozenset[str] = ALL_SCOPES,
+    token_id: str | None = None,
+) -> Principal:
+    """Build the request's Principal from the user's current groups and clearance."""
+    groups = sorted(user.groups.values_list("pk", "name"), key=lambda g: g[1])
+    return Principal(
+        user_id=user.pk,
+        username=user.get_username(),
+        groups=tuple(name for _, name in groups),
+        group_ids=tuple(pk for pk, _ in groups),
+        clearance=Tier(user.clearance),
+        scopes=frozenset(scopes),
+        request_id=request_id,
+        token_id=token_id,
+        is_staff=user.is_staff,
+        auth_method="token" if token_id else "session",
+    )
+
+
+def conversations_of(principal: Principal) -> QuerySet[Conversation]:
+    return Conversation.objects.filter(owner_id=principal.user_id).order_by("-updated_at", "-id")
+
+
+def conversation_get(principal: Principal, conversation_id: int) -> Conversation | None:
+    """The caller's own conversation, or None (never another user's)."""
+    return conversations_of(principal).filter(pk=conversation_id).first()
+
+
+@dataclass(frozen=True, slots=True)
+class CitationView:
+    marker: int
+    document_id: int
+    chunk_id: int
+    title: str
+    available: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    id: int
+    role: str
+    content: str
+    provider: str
+    blocked: bool
+    reason: str
+    created_at: str
+    citations: tuple[CitationView, ...]
+
+
+def conversation_messages(principal: Principal, conversation: Conversation) -> list[MessageView]:
+    """Messages with citations re-checked against the ACL now: a document the caller may no
+    longer read shows as unavailable, without its title."""
+    messages = list(
+        Message.objects.filter(conversation=conversation).prefetch_related("citations")
+    )
+    cited = {c.document_id for m in messages for c in m.citations.all()}
+    readable = visible_document_ids(principal, cited)
+    return [
+        MessageView(
+            id=m.pk,
+            role=m.role,
+            content=m.content,
+            provider=m.provider,
+            blocked=m.blocked,
+            reason=m.reason,
+            created_at=m.created_at.isoformat(),
+            citations=tuple(
+                CitationView(
+                    marker=c.marker,
+                    document_id=c.document_id,
+                    chunk_id=c.chunk_id,
+                    title=c.title if c.document_id in readable else "",
+                    available=c.document_id in readable,
+                )
+                for c in m.citations.all()
+            ),
+        )
+        for m in messages
+    ]

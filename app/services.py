@@ -1,0 +1,189 @@
+"""Writes owned by `app`: API tokens and recording chat turns. Each runs in one
+transaction together with its audit event."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from app.identity import ALL_SCOPES, Principal
+from app.models import ApiToken, Citation, Conversation, Message, User
+from audit.models import EventType
+from audit.services import audit_record
+from orchestration.pipeline import Answer, Turn
+
+TOKEN_PREFIX = "sgr_"
+
+
+class TokenError(ValueError):
+    """A token request is invalid (unknown scope, TTL out of range)."""
+
+
+def _keyed_digest(purpose: bytes, value: str) -> str:
+    key = hmac.new(settings.SECRET_KEY.encode(), purpose, hashlib.sha256).digest()
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+
+
+def token_hash(raw_token: str) -> str:
+    return _keyed_digest(b"api-token", raw_token)
+
+
+def token_issue(
+    *,
+    user: User,
+    scopes: frozenset[str],
+    ttl_s: int | None = None,
+    actor_id: int | None = None,
+    request_id: str = "",
+) -> tuple[str, ApiToken]:
+    """Create a token; return the raw secret (shown once) and its stored record."""
+    ttl = settings.API_TOKEN_DEFAULT_TTL_S if ttl_s is None else ttl_s
+    if not 0 < ttl <= settings.API_TOKEN_MAX_TTL_S:
+        raise TokenError(f"ttl must be between 1 and {settings.API_TOKEN_MAX_TTL_S} seconds")
+    unknown = set(scopes) - ALL_SCOPES
+    if unknown or not scopes:
+        raise TokenError(
+            f"scopes must be a non-empty subset of {', '.join(sorted(ALL_SCOPES))}"
+        )
+    if not user.is_active:
+        raise TokenError("user is inactive")
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with transaction.atomic():
+        token = ApiToken.objects.create(
+            id=uuid.uuid4(),
+            user=user,
+            token_hash=token_hash(raw),
+            scopes=sorted(scopes),
+            expires_at=timezone.now() + timedelta(seconds=ttl),
+        )
+        audit_record(
+            event_type=EventType.TOKEN_ISSUED,
+            actor_id=actor_id,
+            request_id=request_id,
+            token_id=str(token.id),
+            subject=f"user:{user.pk}",
+            decision="issued",
+            metadata={"scopes": sorted(scopes), "ttl_s": ttl},
+        )
+    return raw, token
+
+
+def token_revoke(*, token: ApiToken, actor_id: int | None, request_id: str = "") -> None:
+    with transaction.atomic():
+        ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        audit_record(
+            event_type=EventType.TOKEN_REVOKED,
+            actor_id=actor_id,
+            request_id=request_id,
+            token_id=str(token.pk),
+            subject=f"user:{token.user_id}",
+            decision="revoked",
+        )
+
+
+def token_authenticate(raw_token: str) -> ApiToken | None:
+    """The live token for this secret: known, unexpired, unrevoked, active user."""
+    if not raw_token.startswith(TOKEN_PREFIX) or len(raw_token) > 128:
+        return None
+    return (
+        ApiToken.objects.select_related("user")
+        .filter(
+            token_hash=token_hash(raw_token),
+            revoked_at__isnull=True,
+            expires_at__gt=timezone.now(),
+            user__is_active=True,
+        )
+        .first()
+    )
+
+
+def prompt_hmac(message: str) -> str:
+    """A keyed digest of the prompt: lets an investigator match a known text, reveals none."""
+    return _keyed_digest(b"prompt", message)
+
+
+def chat_turn_record(
+    *,
+    principal: Principal,
+    conversation: Conversation | None,
+    turn: Turn,
+    answer: Answer,
+) -> tuple[Conversation, Message]:
+    """Store the user's message and the answer with its citations, and audit the turn."""
+    with transaction.atomic():
+        if conversation is None:
+            conversation = Conversation.objects.create(
+                owner_id=principal.user_id, title=turn.message[:80]
+            )
+        Message.objects.create(
+            conversation=conversation,
+            role=Message.Role.USER,
+            content=turn.message,
+            request_id=principal.request_id,
+        )
+        reply = Message.objects.create(
+            conversation=conversation,
+            role=Message.Role.ASSISTANT,
+            content=answer.text,
+            provider=answer.provider,
+            request_id=principal.request_id,
+        )
+        Citation.objects.bulk_create(
+            Citation(
+                message=reply,
+                document_id=c.document_id,
+                chunk_id=c.chunk_id,
+                title=c.title,
+                marker=c.marker,
+            )
+            for c in answer.citations
+        )
+        conversation.save(update_fields=["updated_at"])
+        audit_record(
+            event_type=EventType.CHAT_TURN,
+            actor_id=principal.user_id,
+            request_id=principal.request_id,
+            token_id=principal.token_id,
+            subject=f"conversation:{conversation.pk}",
+            decision="answered",
+            metadata={
+                "prompt_hmac": prompt_hmac(turn.message),
+                "prompt_chars": len(turn.message),
+                "sensitivity": turn.sensitivity.label,
+                "template": turn.template,
+                "context_documents": sorted({c.document_id for c in turn.context}),
+                "context_chunks": [c.chunk_id for c in turn.context],
+                "cited_chunks": [c.chunk_id for c in answer.citations],
+                "dropped_citations": list(answer.dropped_citations),
+                "groups": list(principal.groups),
+                "clearance": principal.clearance.label,
+                "provider": answer.provider,
+                "model": answer.model,
+                "input_tokens": answer.input_tokens,
+                "output_tokens": answer.output_tokens,
+                "latency_ms": answer.latency_ms,
+            },
+        )
+    return conversation, reply
+
+
+def chat_refusal_record(*, principal: Principal, reason: str, message: str) -> None:
+    """Audit a turn that a control stopped; no conversation rows are written."""
+    audit_record(
+        event_type=EventType.CHAT_BLOCKED,
+        actor_id=principal.user_id,
+        request_id=principal.request_id,
+        token_id=principal.token_id,
+        decision="blocked",
+        reason=reason,
+        metadata={"prompt_hmac": prompt_hmac(message), "prompt_chars": len(message)},
+    )

@@ -1,0 +1,32 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+from app import api, views
+
+api_v1 = [
+    path("chat", api.ChatView.as_view(), name="api-chat"),
+    path("conversations", api.ConversationListView.as_view(), name="api-conversations"),
+    path(
+        "conversations/<int:conversation_id>",
+        api.ConversationDetailView.as_view(),
+        name="api-conversation",
+    ),
+    path("search", api.SearchView.as_view(), name="api-search"),
+    path("documents", api.DocumentListView.as_view(), name="api-documents"),
+    path("schema", SpectacularAPIView.as_view(), name="api-schema"),
+]
+
+urlpatterns = [
+    path("", views.chat_page, name="chat"),
+    path("c/<int:conversation_id>/", views.chat_page, name="chat-conversation"),
+    path("documents/<int:document_id>/", views.document_page, name="document"),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("api/v1/", include(api_v1)),
+    path("accounts/", include("allauth.urls")),
+    path("admin/", admin.site.urls),
+]
+
+handler404 = "app.views.not_found"
+handler500 = "app.views.server_error"

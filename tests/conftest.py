@@ -1,0 +1,107 @@
+"""Shared fixtures. Everything runs against the real PostgreSQL (+pgvector) and Redis that
+`make test` starts; nothing here replaces them."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from app.identity import ALL_SCOPES, Principal
+from app.models import User
+from app.selectors import principal_for
+from app.services import token_issue
+
+
+@pytest.fixture
+def demo(db: None) -> None:
+    """The demo accounts and corpus, indexed with the real embedding model."""
+    from app.demo.seed import seed_demo
+
+    seed_demo()
+
+
+@pytest.fixture
+def user_named() -> Callable[[str], User]:
+    return lambda username: User.objects.get(username=username)
+
+
+@pytest.fixture
+def principal_of() -> Callable[..., Principal]:
+    def build(username: str, scopes: frozenset[str] = ALL_SCOPES) -> Principal:
+        return principal_for(
+            User.objects.get(username=username), request_id="test-request", scopes=scopes
+        )
+
+    return build
+
+
+@pytest.fixture
+def bearer() -> Callable[..., dict[str, str]]:
+    """Headers carrying a fresh API token for a user."""
+
+    def make(username: str, scopes: frozenset[str] = ALL_SCOPES, ttl_s: int = 300) -> dict[str, str]:
+        raw, _ = token_issue(user=User.objects.get(username=username), scopes=scopes, ttl_s=ttl_s)
+        return {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
+
+    return make
+
+
+@pytest.fixture
+def api(client: Client) -> Client:
+    return client
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def asgi_server(transactional_db: None) -> Iterator[str]:
+    """The real ASGI app under uvicorn on a loopback port (for SSE and the browser)."""
+    import uvicorn
+
+    from app.asgi import application
+
+    port = _free_port()
+    config = uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning",
+                            lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def celery_worker_thread(transactional_db: None) -> Iterator[Any]:
+    """A real Celery worker (solo pool, in a thread) consuming from the real Redis broker."""
+    from celery.contrib.testing.worker import start_worker
+
+    from app.celery import celery_app
+
+    with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=20):
+        yield celery_app
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> None:
+    """Seed the demo once per session; tests roll back over it. A transactional test's
+    flush empties it, and the `demo` fixture re-seeds on demand."""
+    from app.demo.seed import seed_demo
+
+    with django_db_blocker.unblock():
+        seed_demo()
