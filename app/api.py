@@ -40,8 +40,9 @@ class ChatInput(serializers.Serializer):
 
 
 def _citations_json(answer: Answer) -> list[dict[str, Any]]:
-    return [{"document": c.document_id, "title": c.title, "chunk": c.chunk_id}
-            for c in answer.citations]
+    return [
+        {"document": c.document_id, "title": c.title, "chunk": c.chunk_id} for c in answer.citations
+    ]
 
 
 def _final_json(
@@ -104,7 +105,9 @@ class ChatView(APIView):
         except Blocked as exc:
             chat_refusal_record(principal=principal, reason=exc.reason_code, message=message)
             if "text/event-stream" in request.headers.get("Accept", ""):
-                return _event_stream(_one_event("blocked", _blocked_json(principal, conversation, exc)))
+                return _event_stream(
+                    _one_event("blocked", _blocked_json(principal, conversation, exc))
+                )
             return Response(_blocked_json(principal, conversation, exc))
         except ProviderUnavailable:
             chat_refusal_record(principal=principal, reason="no_allowed_provider", message=message)
@@ -115,7 +118,8 @@ class ChatView(APIView):
         for event in answer_stream(turn):
             if isinstance(event, Answer):
                 answer = event
-        assert answer is not None
+        if answer is None:
+            raise RuntimeError("the answer stream ended without a final answer")
         conversation, reply = chat_turn_record(
             principal=principal, conversation=conversation, turn=turn, answer=answer
         )

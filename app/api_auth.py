@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework.authentication import SessionAuthentication
+from rest_framework.exceptions import NotAuthenticated
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
@@ -29,7 +30,8 @@ class PrincipalAuthentication(SessionAuthentication):
 
 def principal_of(request: Request) -> Principal:
     principal = request.auth
-    assert isinstance(principal, Principal), "view reached without authentication"
+    if not isinstance(principal, Principal):
+        raise NotAuthenticated
     return principal
 
 
@@ -41,6 +43,4 @@ class HasScope(BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         principal = request.auth
         scope = getattr(view, "required_scope", None)
-        return isinstance(principal, Principal) and scope is not None and principal.has_scope(
-            scope
-        )
+        return isinstance(principal, Principal) and scope is not None and principal.has_scope(scope)

@@ -50,7 +50,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         status, code, detail = 400, "invalid_request", _validation_detail(exc.detail)
     elif isinstance(exc, drf.Throttled):
         status, code, detail = 429, "rate_limited", "Too many requests."
-        headers["Retry-After"] = str(int(exc.wait or 1))
+        headers["Retry-After"] = str(int(getattr(exc, "wait", None) or 1))
     elif isinstance(exc, drf.APIException):
         status, code, detail = exc.status_code, exc.default_code, str(exc.detail)
     else:

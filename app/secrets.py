@@ -18,7 +18,9 @@ def resolve_secret(ref: str) -> str:
     """Return the secret named by `ref`; raise SecretUnavailable with a clear reason."""
     scheme, sep, rest = ref.partition(":")
     if not sep or not rest:
-        raise SecretUnavailable(f"malformed secret reference {ref!r} (expected env:, file: or vault:)")
+        raise SecretUnavailable(
+            f"malformed secret reference {ref!r} (expected env:, file: or vault:)"
+        )
     if scheme == "env":
         value = os.environ.get(rest)
         if not value:

@@ -67,9 +67,7 @@ class MessageView:
 def conversation_messages(principal: Principal, conversation: Conversation) -> list[MessageView]:
     """Messages with citations re-checked against the ACL now: a document the caller may no
     longer read shows as unavailable, without its title."""
-    messages = list(
-        Message.objects.filter(conversation=conversation).prefetch_related("citations")
-    )
+    messages = list(Message.objects.filter(conversation=conversation).prefetch_related("citations"))
     cited = {c.document_id for m in messages for c in m.citations.all()}
     readable = visible_document_ids(principal, cited)
     return [

@@ -19,7 +19,7 @@ from audit.models import EventType
 from audit.services import audit_record
 from orchestration.pipeline import Answer, Turn
 
-TOKEN_PREFIX = "sgr_"
+TOKEN_PREFIX = "sgr_"  # noqa: S105 - a public prefix that makes leaked tokens greppable
 
 
 class TokenError(ValueError):
@@ -49,9 +49,7 @@ def token_issue(
         raise TokenError(f"ttl must be between 1 and {settings.API_TOKEN_MAX_TTL_S} seconds")
     unknown = set(scopes) - ALL_SCOPES
     if unknown or not scopes:
-        raise TokenError(
-            f"scopes must be a non-empty subset of {', '.join(sorted(ALL_SCOPES))}"
-        )
+        raise TokenError(f"scopes must be a non-empty subset of {', '.join(sorted(ALL_SCOPES))}")
     if not user.is_active:
         raise TokenError("user is inactive")
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)

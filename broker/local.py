@@ -26,8 +26,7 @@ _MARKDOWN_NOISE = re.compile(r"^[#>*\-|\s\d.)]+|[*_`|]+")
 _STOPWORDS = frozenset(
     """a an and are as at be by can do does for from has have how i in is it its me my of on
     or our should tell the their there this to us was we what when where which who why will
-    with you your about please any"""
-    .split()
+    with you your about please any""".split()
 )
 
 

@@ -35,7 +35,11 @@ def embedded_services() -> Iterator[services.ServiceState]:
     _say(
         "services: started "
         + (", ".join(sorted(started)) or "nothing")
-        + (f"; reusing {', '.join(sorted(reused))}" if reused and not os.environ.get("DATABASE_URL") else "")
+        + (
+            f"; reusing {', '.join(sorted(reused))}"
+            if reused and not os.environ.get("DATABASE_URL")
+            else ""
+        )
     )
     try:
         yield state
@@ -45,9 +49,17 @@ def embedded_services() -> Iterator[services.ServiceState]:
             _say(f"services: stopped {', '.join(sorted(started))}")
 
 
-def _manage(*args: str, settings: str) -> None:
+def _manage(*args: str, settings: str) -> str:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings}
-    subprocess.run([str(BIN / "python"), "manage.py", *args], cwd=ROOT, env=env, check=True)  # noqa: S603
+    result = subprocess.run(  # noqa: S603
+        [str(BIN / "python"), "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return result.stdout
 
 
 def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 120) -> bool:
@@ -68,8 +80,8 @@ def serve() -> int:
     port = os.environ.get("PORT", "8000")
     started_at = time.monotonic()
     with embedded_services():
-        _manage("migrate", "--noinput", settings=settings)
-        _manage("seed_demo", settings=settings)
+        print(_manage("migrate", "--noinput", settings=settings), end="")
+        logins = _manage("seed_demo", settings=settings)
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings}
         worker = subprocess.Popen(  # noqa: S603
             [str(BIN / "celery"), "-A", "app", "worker", "--pool=solo", "--loglevel=INFO"],
@@ -100,6 +112,7 @@ def serve() -> int:
         signal.signal(signal.SIGTERM, _stop)
         try:
             if _wait_ready(f"http://127.0.0.1:{port}/readyz", procs):
+                print(logins, end="", flush=True)
                 _say(
                     f"ready in {time.monotonic() - started_at:.1f}s: http://127.0.0.1:{port}/ "
                     "(Ctrl-C stops everything)"

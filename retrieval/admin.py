@@ -5,7 +5,14 @@ from retrieval.models import Document
 
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
-    list_display = ("title", "classification", "all_authenticated", "status", "version", "updated_at")
+    list_display = (
+        "title",
+        "classification",
+        "all_authenticated",
+        "status",
+        "version",
+        "updated_at",
+    )
     list_filter = ("classification", "status", "all_authenticated")
     search_fields = ("title", "source_name")
     filter_horizontal = ("allowed_users", "allowed_groups")

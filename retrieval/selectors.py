@@ -37,9 +37,7 @@ def visible_document_ids(principal: Principal, document_ids: set[int]) -> set[in
     if not document_ids:
         return set()
     return set(
-        documents_visible_to(principal)
-        .filter(pk__in=document_ids)
-        .values_list("pk", flat=True)
+        documents_visible_to(principal).filter(pk__in=document_ids).values_list("pk", flat=True)
     )
 
 
@@ -63,8 +61,14 @@ def chunks_search(principal: Principal, query_embedding: list[float], *, k: int)
             Chunk.objects.filter(document__in=documents_visible_to(principal))
             .annotate(distance=CosineDistance("embedding", query_embedding))
             .order_by("distance")
-            .values("id", "document_id", "document__title", "document__classification", "text",
-                    "distance")[:k]
+            .values(
+                "id",
+                "document_id",
+                "document__title",
+                "document__classification",
+                "text",
+                "distance",
+            )[:k]
         )
     rows.sort(key=lambda r: r["distance"])
     return [

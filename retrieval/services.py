@@ -135,9 +135,7 @@ def _refresh_search_vectors(document_id: int) -> None:
 
 
 def document_mark_failed(*, document_id: int, error: str) -> None:
-    Document.objects.filter(pk=document_id).update(
-        status=Document.Status.FAILED, error=error[:300]
-    )
+    Document.objects.filter(pk=document_id).update(status=Document.Status.FAILED, error=error[:300])
 
 
 def document_acl_update(

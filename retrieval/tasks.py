@@ -12,6 +12,8 @@ def index_document(document_id: int) -> int:
     try:
         document_index(document_id=document_id)
     except Exception as exc:
-        document_mark_failed(document_id=document_id, error=f"indexing failed: {type(exc).__name__}")
+        document_mark_failed(
+            document_id=document_id, error=f"indexing failed: {type(exc).__name__}"
+        )
         raise
     return document_id

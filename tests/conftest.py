@@ -45,7 +45,9 @@ def principal_of() -> Callable[..., Principal]:
 def bearer() -> Callable[..., dict[str, str]]:
     """Headers carrying a fresh API token for a user."""
 
-    def make(username: str, scopes: frozenset[str] = ALL_SCOPES, ttl_s: int = 300) -> dict[str, str]:
+    def make(
+        username: str, scopes: frozenset[str] = ALL_SCOPES, ttl_s: int = 300
+    ) -> dict[str, str]:
         raw, _ = token_issue(user=User.objects.get(username=username), scopes=scopes, ttl_s=ttl_s)
         return {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
 
@@ -71,8 +73,9 @@ def asgi_server(transactional_db: None) -> Iterator[str]:
     from app.asgi import application
 
     port = _free_port()
-    config = uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="off")
+    config = uvicorn.Config(
+        application, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

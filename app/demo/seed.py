@@ -32,14 +32,35 @@ class DemoUser:
 
 # Demo-only credentials for a local, seeded database; prod settings refuse `seed_demo`.
 DEMO_USERS = (
-    DemoUser("alice", "alice-demo-pass-2026", ("finance",), Tier.CONFIDENTIAL,  # noqa: S106
-             note="finance, clearance confidential"),
-    DemoUser("bob", "bob-demo-pass-2026", ("engineering",), Tier.INTERNAL,  # noqa: S106
-             note="engineering, clearance internal"),
-    DemoUser("carol", "carol-demo-pass-2026", ("hr", "finance"), Tier.RESTRICTED,  # noqa: S106
-             note="hr + finance, clearance restricted"),
-    DemoUser("admin", "admin-demo-pass-2026", (), Tier.RESTRICTED, staff=True,  # noqa: S106
-             note="staff (Django admin at /admin/), clearance restricted"),
+    DemoUser(
+        "alice",
+        "alice-demo-pass-2026",
+        ("finance",),
+        Tier.CONFIDENTIAL,  # noqa: S106
+        note="finance, clearance confidential",
+    ),
+    DemoUser(
+        "bob",
+        "bob-demo-pass-2026",
+        ("engineering",),
+        Tier.INTERNAL,  # noqa: S106
+        note="engineering, clearance internal",
+    ),
+    DemoUser(
+        "carol",
+        "carol-demo-pass-2026",
+        ("hr", "finance"),
+        Tier.RESTRICTED,  # noqa: S106
+        note="hr + finance, clearance restricted",
+    ),
+    DemoUser(
+        "admin",
+        "admin-demo-pass-2026",
+        (),
+        Tier.RESTRICTED,
+        staff=True,  # noqa: S106
+        note="staff (Django admin at /admin/), clearance restricted",
+    ),
 )
 DEMO_GROUPS = ("finance", "engineering", "hr")
 

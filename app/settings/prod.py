@@ -41,7 +41,9 @@ def check_production_settings(
     if not allowed_hosts or any(h == "*" or h.startswith("*") for h in allowed_hosts):
         problems.append("DJANGO_ALLOWED_HOSTS must list the served host names (no wildcards)")
     if using_embedded_database and not allow_embedded_database:
-        problems.append("DATABASE_URL must name a managed PostgreSQL (the embedded one is dev-only)")
+        problems.append(
+            "DATABASE_URL must name a managed PostgreSQL (the embedded one is dev-only)"
+        )
     if Tier.parse(local_provider_max_tier) > Tier.INTERNAL and not allow_local_above_internal:
         problems.append(
             "LOCAL_PROVIDER_MAX_TIER is above 'internal': the offline provider is a demo; set "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from datetime import timedelta
 
 import pytest
@@ -17,9 +18,13 @@ def _counts() -> tuple[int, int, int]:
     return Conversation.objects.count(), Message.objects.count(), chat_events
 
 
-def _post(client, headers, body) -> object:
-    return client.post("/api/v1/chat", data=json.dumps(body) if not isinstance(body, str) else body,
-                       content_type="application/json", **headers)
+def _post(client, headers, body) -> Any:
+    return client.post(
+        "/api/v1/chat",
+        data=json.dumps(body) if not isinstance(body, str) else body,
+        content_type="application/json",
+        **headers,
+    )
 
 
 def _assert_error(response, status: int, code: str) -> None:
@@ -61,8 +66,9 @@ def test_message_at_the_limit_is_accepted(client, bearer, settings):
 @pytest.mark.usefixtures("demo")
 def test_unknown_conversation_is_404(client, bearer):
     before = _counts()
-    _assert_error(_post(client, bearer("bob"), {"message": "hello", "conversation": 999999}),
-                  404, "not_found")
+    _assert_error(
+        _post(client, bearer("bob"), {"message": "hello", "conversation": 999999}), 404, "not_found"
+    )
     assert _counts() == before
 
 
@@ -71,10 +77,14 @@ def test_foreign_conversation_is_404_never_403(client, bearer):
     alice_reply = _post(client, bearer("alice"), {"message": "What is the travel per diem?"})
     conversation_id = alice_reply.json()["conversation"]
     before = _counts()
-    _assert_error(_post(client, bearer("bob"), {"message": "hi", "conversation": conversation_id}),
-                  404, "not_found")
-    _assert_error(client.get(f"/api/v1/conversations/{conversation_id}", **bearer("bob")),
-                  404, "not_found")
+    _assert_error(
+        _post(client, bearer("bob"), {"message": "hi", "conversation": conversation_id}),
+        404,
+        "not_found",
+    )
+    _assert_error(
+        client.get(f"/api/v1/conversations/{conversation_id}", **bearer("bob")), 404, "not_found"
+    )
     assert _counts() == before
 
 
@@ -99,10 +109,13 @@ def test_revoked_token_is_401(client, bearer):
 
 
 @pytest.mark.usefixtures("demo")
-@pytest.mark.parametrize("value", ["Bearer", "Bearer sgr_not-a-real-token", "Basic Ym9iOnB3", "sgr_x"])
+@pytest.mark.parametrize(
+    "value", ["Bearer", "Bearer sgr_not-a-real-token", "Basic Ym9iOnB3", "sgr_x"]
+)
 def test_malformed_or_unknown_credentials_are_401(client, value):
-    _assert_error(_post(client, {"HTTP_AUTHORIZATION": value}, {"message": "hello"}),
-                  401, "unauthenticated")
+    _assert_error(
+        _post(client, {"HTTP_AUTHORIZATION": value}, {"message": "hello"}), 401, "unauthenticated"
+    )
 
 
 @pytest.mark.usefixtures("demo")
@@ -123,7 +136,9 @@ def test_missing_scope_is_403_and_writes_nothing(client, bearer):
 
 
 @pytest.mark.usefixtures("demo")
-@pytest.mark.parametrize("params", [{}, {"q": "x", "k": 0}, {"q": "x", "k": 51}, {"q": "x", "k": "many"}])
+@pytest.mark.parametrize(
+    "params", [{}, {"q": "x", "k": 0}, {"q": "x", "k": 51}, {"q": "x", "k": "many"}]
+)
 def test_bad_search_parameters_are_400(client, bearer, params):
     _assert_error(client.get("/api/v1/search", params, **bearer("bob")), 400, "invalid_request")
 
@@ -140,6 +155,7 @@ def test_session_api_calls_need_csrf(user_named):
 
     client = Client(enforce_csrf_checks=True)
     client.force_login(user_named("bob"))
-    response = client.post("/api/v1/chat", data=json.dumps({"message": "hello"}),
-                           content_type="application/json")
+    response = client.post(
+        "/api/v1/chat", data=json.dumps({"message": "hello"}), content_type="application/json"
+    )
     _assert_error(response, 403, "forbidden")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group
@@ -18,7 +19,7 @@ FORECAST_TITLE = "Q3 2026 Revenue Forecast"
 FORECAST_FACTS = ("48.2", "Halvorsen")
 
 
-def _chat(client: Client, headers: dict[str, str], message: str, **extra: object) -> dict:
+def _chat(client: Client, headers: dict[str, Any], message: str, **extra: object) -> Any:
     response = client.post(
         "/api/v1/chat",
         data=json.dumps({"message": message, **extra}),
@@ -91,8 +92,9 @@ def test_turn_is_recorded_with_audit_metadata_but_no_prompt_text(client, bearer)
 def test_follow_up_goes_into_the_same_conversation(client, bearer):
     headers = bearer("bob")
     first = _chat(client, headers, "How do I promote a PostgreSQL replica?")
-    second = _chat(client, headers, "What replication lag is acceptable?",
-                   conversation=first["conversation"])
+    second = _chat(
+        client, headers, "What replication lag is acceptable?", conversation=first["conversation"]
+    )
     assert second["conversation"] == first["conversation"]
     detail = client.get(f"/api/v1/conversations/{first['conversation']}", **headers).json()
     assert len(detail["messages"]) == 4
@@ -105,11 +107,15 @@ def test_revoked_citation_shows_as_no_longer_available(client, bearer, user_name
     headers = bearer("alice")
     reply = _chat(client, headers, FORECAST_QUESTION)
     forecast = _forecast()
-    document_acl_update(document=forecast, allow_users=[], allow_groups=[],
-                        all_authenticated=False, actor_id=user_named("admin").pk)
+    document_acl_update(
+        document=forecast,
+        allow_users=[],
+        allow_groups=[],
+        all_authenticated=False,
+        actor_id=user_named("admin").pk,
+    )
     detail = client.get(f"/api/v1/conversations/{reply['conversation']}", **headers).json()
-    cites = [c for m in detail["messages"] for c in m["citations"]
-             if c["document"] == forecast.pk]
+    cites = [c for m in detail["messages"] for c in m["citations"] if c["document"] == forecast.pk]
     assert cites
     assert all(c["available"] is False and c["title"] is None for c in cites)
 
@@ -117,17 +123,25 @@ def test_revoked_citation_shows_as_no_longer_available(client, bearer, user_name
 @pytest.mark.usefixtures("demo")
 def test_search_returns_only_readable_chunks(client, bearer):
     forecast = _forecast()
-    bob = client.get("/api/v1/search", {"q": "revenue forecast Halvorsen", "k": 10},
-                     **bearer("bob", frozenset({"search"}))).json()
+    bob = client.get(
+        "/api/v1/search",
+        {"q": "revenue forecast Halvorsen", "k": 10},
+        **bearer("bob", frozenset({"search"})),
+    ).json()
     assert forecast.pk not in {r["document"] for r in bob["results"]}
-    alice = client.get("/api/v1/search", {"q": "revenue forecast Halvorsen", "k": 10},
-                       **bearer("alice", frozenset({"search"}))).json()
+    alice = client.get(
+        "/api/v1/search",
+        {"q": "revenue forecast Halvorsen", "k": 10},
+        **bearer("alice", frozenset({"search"})),
+    ).json()
     assert alice["results"][0]["document"] == forecast.pk
 
 
 @pytest.mark.usefixtures("demo")
 def test_documents_lists_only_readable_documents(client, bearer):
-    titles = {d["title"] for d in client.get("/api/v1/documents", **bearer("bob")).json()["documents"]}
+    titles = {
+        d["title"] for d in client.get("/api/v1/documents", **bearer("bob")).json()["documents"]
+    }
     assert FORECAST_TITLE not in titles
     assert "PostgreSQL Failover Runbook" in titles
     alice_titles = {

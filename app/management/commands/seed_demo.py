@@ -1,3 +1,4 @@
+import os
 from typing import Any
 
 from django.conf import settings
@@ -14,6 +15,7 @@ class Command(BaseCommand):
             raise CommandError("seed_demo creates known passwords; it never runs in production")
         added = seed_demo()
         self.stdout.write(f"demo ready ({added} documents added)\n")
-        self.stdout.write("Demo logins (http://127.0.0.1:8000/accounts/login/):")
+        port = os.environ.get("PORT", "8000")
+        self.stdout.write(f"Demo logins (http://127.0.0.1:{port}/accounts/login/):")
         for spec in DEMO_USERS:
             self.stdout.write(f"  {spec.username:<6} {spec.password:<22} {spec.note}")
