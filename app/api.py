@@ -11,7 +11,6 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import Http404, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,8 +18,19 @@ from rest_framework.views import APIView
 
 from app.api_auth import HasScope, principal_of
 from app.identity import Principal
+from app.logs import get_logger
 from app.models import Conversation
 from app.selectors import conversation_get, conversation_messages, conversations_of
+from app.serializers import (
+    ChatInput,
+    ChatOut,
+    ConversationDetailOut,
+    ConversationListOut,
+    DocumentListOut,
+    ErrorOut,
+    SearchInput,
+    SearchOut,
+)
 from app.services import chat_refusal_record, chat_turn_record
 from broker.embeddings import embed_query
 from broker.types import ProviderUnavailable, TokenDelta
@@ -28,20 +38,14 @@ from orchestration.errors import Blocked
 from orchestration.pipeline import Answer, Turn, answer_stream, prepare_turn
 from retrieval.selectors import chunks_search, documents_visible_to
 
-
-class ChatInput(serializers.Serializer):
-    message = serializers.JSONField()
-    conversation = serializers.IntegerField(required=False, allow_null=True, min_value=1)
-
-    def validate_message(self, value: Any) -> str:
-        if not isinstance(value, str):
-            raise serializers.ValidationError("must be a string")
-        return value
+log = get_logger("app.api")
+_ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut}
 
 
 def _citations_json(answer: Answer) -> list[dict[str, Any]]:
     return [
-        {"document": c.document_id, "title": c.title, "chunk": c.chunk_id} for c in answer.citations
+        {"document": c.document_id, "title": c.title, "chunk": c.chunk_id, "marker": c.marker}
+        for c in answer.citations
     ]
 
 
@@ -89,7 +93,12 @@ class ChatView(APIView):
     permission_classes = [IsAuthenticated, HasScope]
     required_scope = "chat"
 
-    @extend_schema(request=ChatInput, responses={200: dict})
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        # The SSE reply is a hand-built StreamingHttpResponse; JSON replies and errors stay
+        # JSON even when the client accepts only text/event-stream.
+        return super().perform_content_negotiation(request, force=True)
+
+    @extend_schema(request=ChatInput, responses={200: ChatOut, 503: ErrorOut, **_ERRORS})
     def post(self, request: Request) -> Response | StreamingHttpResponse:
         principal = principal_of(request)
         data = ChatInput(data=request.data)
@@ -115,9 +124,13 @@ class ChatView(APIView):
         if "text/event-stream" in request.headers.get("Accept", ""):
             return _event_stream(_stream_turn(principal, conversation, turn))
         answer = None
-        for event in answer_stream(turn):
-            if isinstance(event, Answer):
-                answer = event
+        try:
+            for event in answer_stream(turn):
+                if isinstance(event, Answer):
+                    answer = event
+        except ProviderUnavailable:
+            chat_refusal_record(principal=principal, reason="no_allowed_provider", message=message)
+            raise
         if answer is None:
             raise RuntimeError("the answer stream ended without a final answer")
         conversation, reply = chat_turn_record(
@@ -143,42 +156,63 @@ async def _stream_turn(
     """Relay the answer as SSE. The sync pipeline runs in the request's thread (DB access
     stays on one connection); only the relaying happens on the event loop."""
     events = await sync_to_async(answer_stream)(turn)
-    while True:
-        event = await sync_to_async(_next_or_done)(events)
-        if event is _DONE:
-            return
-        if isinstance(event, TokenDelta):
-            yield _sse("token", {"text": event.text})
-        elif isinstance(event, Answer):
-            yield _sse("citations", _citations_json(event))
-            saved, reply = await sync_to_async(chat_turn_record)(
-                principal=principal, conversation=conversation, turn=turn, answer=event
-            )
-            yield _sse("done", _final_json(principal, saved, reply.pk, event))
+    try:
+        while True:
+            event = await sync_to_async(_next_or_done)(events)
+            if event is _DONE:
+                return
+            if isinstance(event, TokenDelta):
+                yield _sse("token", {"text": event.text})
+            elif isinstance(event, Answer):
+                yield _sse("citations", _citations_json(event))
+                saved, reply = await sync_to_async(chat_turn_record)(
+                    principal=principal, conversation=conversation, turn=turn, answer=event
+                )
+                yield _sse("done", _final_json(principal, saved, reply.pk, event))
+    except ProviderUnavailable as exc:
+        await sync_to_async(chat_refusal_record)(
+            principal=principal, reason="no_allowed_provider", message=turn.message
+        )
+        yield _sse(
+            "error",
+            {
+                "error": "no_allowed_provider",
+                "detail": str(exc),
+                "request_id": principal.request_id,
+            },
+        )
+    except Exception:
+        # Headers are sent already: the only way to report is an event. No internals.
+        log.exception("chat_stream_failed")
+        yield _sse(
+            "error",
+            {
+                "error": "internal_error",
+                "detail": "The answer was interrupted. Please try again.",
+                "request_id": principal.request_id,
+            },
+        )
 
 
 class ConversationListView(APIView):
     permission_classes = [IsAuthenticated, HasScope]
     required_scope = "chat"
 
+    @extend_schema(
+        operation_id="conversations_list", responses={200: ConversationListOut, **_ERRORS}
+    )
     def get(self, request: Request) -> Response:
-        principal = principal_of(request)
-        items = [
-            {
-                "id": c.pk,
-                "title": c.title,
-                "created_at": c.created_at.isoformat(),
-                "updated_at": c.updated_at.isoformat(),
-            }
-            for c in conversations_of(principal)[:200]
-        ]
-        return Response({"conversations": items})
+        conversations = conversations_of(principal_of(request))[:200]
+        return Response(ConversationListOut({"conversations": conversations}).data)
 
 
 class ConversationDetailView(APIView):
     permission_classes = [IsAuthenticated, HasScope]
     required_scope = "chat"
 
+    @extend_schema(
+        operation_id="conversations_detail", responses={200: ConversationDetailOut, **_ERRORS}
+    )
     def get(self, request: Request, conversation_id: int) -> Response:
         principal = principal_of(request)
         conversation = conversation_get(principal, conversation_id)
@@ -186,86 +220,31 @@ class ConversationDetailView(APIView):
             raise Http404
         messages = conversation_messages(principal, conversation)
         return Response(
-            {
-                "id": conversation.pk,
-                "title": conversation.title,
-                "messages": [
-                    {
-                        "id": m.id,
-                        "role": m.role,
-                        "content": m.content,
-                        "provider": m.provider or None,
-                        "created_at": m.created_at,
-                        "citations": [
-                            {
-                                "document": c.document_id,
-                                "chunk": c.chunk_id,
-                                "title": c.title if c.available else None,
-                                "available": c.available,
-                            }
-                            for c in m.citations
-                        ],
-                    }
-                    for m in messages
-                ],
-            }
+            ConversationDetailOut(
+                {"id": conversation.pk, "title": conversation.title, "messages": messages}
+            ).data
         )
-
-
-class SearchInput(serializers.Serializer):
-    q = serializers.CharField(max_length=1000)
-    k = serializers.IntegerField(required=False, min_value=1)
-
-    def validate_k(self, value: int) -> int:
-        if value > settings.RETRIEVAL_MAX_K:
-            raise serializers.ValidationError(f"must be at most {settings.RETRIEVAL_MAX_K}")
-        return value
 
 
 class SearchView(APIView):
     permission_classes = [IsAuthenticated, HasScope]
     required_scope = "search"
 
+    @extend_schema(parameters=[SearchInput], responses={200: SearchOut, **_ERRORS})
     def get(self, request: Request) -> Response:
         principal = principal_of(request)
         data = SearchInput(data=request.query_params)
         data.is_valid(raise_exception=True)
         k = data.validated_data.get("k", settings.RETRIEVAL_TOP_K)
         hits = chunks_search(principal, embed_query(data.validated_data["q"]), k=k)
-        return Response(
-            {
-                "results": [
-                    {
-                        "document": h.document_id,
-                        "title": h.title,
-                        "chunk": h.chunk_id,
-                        "text": h.text,
-                        "score": h.score,
-                    }
-                    for h in hits
-                ]
-            }
-        )
+        return Response(SearchOut({"results": hits}).data)
 
 
 class DocumentListView(APIView):
     permission_classes = [IsAuthenticated, HasScope]
     required_scope = "documents"
 
+    @extend_schema(responses={200: DocumentListOut, **_ERRORS})
     def get(self, request: Request) -> Response:
-        principal = principal_of(request)
-        docs = documents_visible_to(principal).order_by("title")
-        return Response(
-            {
-                "documents": [
-                    {
-                        "id": d.pk,
-                        "title": d.title,
-                        "classification": d.tier.label,
-                        "version": d.version,
-                        "updated_at": d.updated_at.isoformat(),
-                    }
-                    for d in docs
-                ]
-            }
-        )
+        documents = documents_visible_to(principal_of(request)).order_by("title")
+        return Response(DocumentListOut({"documents": documents}).data)

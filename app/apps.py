@@ -6,3 +6,6 @@ class AppConfig_(AppConfig):  # noqa: N801 - "AppConfig" is taken by the base cl
     label = "app"
     verbose_name = "Accounts, tokens and conversations"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from app import schema  # noqa: F401 - registers the OpenAPI auth extension

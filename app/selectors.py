@@ -53,6 +53,16 @@ class CitationView:
 
 
 @dataclass(frozen=True, slots=True)
+class CitedDocument:
+    """Citations grouped by document for display: one link, its markers."""
+
+    document_id: int
+    title: str
+    available: bool
+    markers: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class MessageView:
     id: int
     role: str
@@ -62,6 +72,21 @@ class MessageView:
     reason: str
     created_at: str
     citations: tuple[CitationView, ...]
+
+    @property
+    def cited_documents(self) -> list[CitedDocument]:
+        grouped: dict[int, list[CitationView]] = {}
+        for c in self.citations:
+            grouped.setdefault(c.document_id, []).append(c)
+        return [
+            CitedDocument(
+                document_id=doc_id,
+                title=cites[0].title,
+                available=cites[0].available,
+                markers=tuple(c.marker for c in cites),
+            )
+            for doc_id, cites in grouped.items()
+        ]
 
 
 def conversation_messages(principal: Principal, conversation: Conversation) -> list[MessageView]:

@@ -10,6 +10,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from app.identity import Principal
+from app.rendering import render_markdown, without_title_heading
 from app.selectors import conversation_get, conversation_messages, conversations_of
 from broker.services import usable_provider_count
 from retrieval.selectors import document_get_visible
@@ -48,10 +49,19 @@ def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpR
 @login_required
 @require_GET
 def document_page(request: HttpRequest, document_id: int) -> HttpResponse:
-    document = document_get_visible(_principal(request), document_id)
+    principal = _principal(request)
+    document = document_get_visible(principal, document_id)
     if document is None:
         raise Http404
-    return render(request, "chat/document.html", {"document": document})
+    return render(
+        request,
+        "chat/document.html",
+        {
+            "document": document,
+            "principal": principal,
+            "body": render_markdown(without_title_heading(document.text, document.title)),
+        },
+    )
 
 
 @require_GET

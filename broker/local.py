@@ -22,7 +22,8 @@ NO_ANSWER = (
 _MAX_SENTENCES = 3
 _WORD = re.compile(r"[a-z0-9$%][a-z0-9$%.,'-]*[a-z0-9%]|[a-z0-9]", re.IGNORECASE)
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
-_MARKDOWN_NOISE = re.compile(r"^[#>*\-|\s\d.)]+|[*_`|]+")
+_MARKDOWN_NOISE = re.compile(r"^[>*\-\s\d.)]+|[*_`]+")
+_TABLE_SEPARATOR = re.compile(r"^\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?$")
 _STOPWORDS = frozenset(
     """a an and are as at be by can do does for from has have how i in is it its me my of on
     or our should tell the their there this to us was we what when where which who why will
@@ -39,12 +40,32 @@ def _terms(text: str) -> set[str]:
     return terms
 
 
+def _prose_lines(text: str) -> list[str]:
+    """Markdown reduced to lines worth quoting: no headings, no table header or separator
+    rows; table cells joined with " · "."""
+    lines = text.splitlines()
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or _TABLE_SEPARATOR.match(stripped):
+            continue
+        if stripped.startswith("|"):
+            following = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            if _TABLE_SEPARATOR.match(following):
+                continue  # a header row
+            cells = [c.strip() for c in stripped.strip("|").split("|")]
+            stripped = " · ".join(c for c in cells if c)
+        out.append(stripped)
+    return out
+
+
 def _sentences(text: str) -> list[str]:
     out = []
-    for raw in _SENTENCE_SPLIT.split(text):
-        sentence = _MARKDOWN_NOISE.sub("", raw).strip()
-        if len(sentence) >= 20:
-            out.append(sentence)
+    for line in _prose_lines(text):
+        for raw in _SENTENCE_SPLIT.split(line):
+            sentence = " ".join(_MARKDOWN_NOISE.sub("", raw).split())
+            if len(sentence) >= 20:
+                out.append(sentence)
     return out
 
 

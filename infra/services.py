@@ -60,9 +60,10 @@ def load_state() -> ServiceState:
 
 
 def _short_dir(kind: str) -> Path:
-    digest = hashlib.sha256(str(ROOT).encode()).hexdigest()[:10]
+    """A short directory unique to this var dir (two checkouts never share a socket)."""
+    digest = hashlib.sha256(str(VAR.resolve()).encode()).hexdigest()[:10]
     path = Path(tempfile.gettempdir()) / f"sgr-{digest}" / kind
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.chmod(0o700)
     return path
 
@@ -211,8 +212,18 @@ def start_redis() -> tuple[str, bool, int | None]:
     raise RuntimeError(f"redis did not start; see {REDIS_DIR / 'redis.log'}")
 
 
+def _is_our_redis(pid: int) -> bool:
+    """The recorded pid may have been reused after a crash or reboot: only signal it if it
+    is a redis-server serving this checkout's socket."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"redis-server" in cmdline and _redis_ping(_redis_socket())
+
+
 def stop_redis(pid: int | None) -> None:
-    if pid is None or not _pid_alive(pid):
+    if pid is None or not _pid_alive(pid) or not _is_our_redis(pid):
         return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10

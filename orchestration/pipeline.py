@@ -19,7 +19,13 @@ from django.conf import settings
 from app.identity import Principal, Tier
 from broker import services as broker
 from broker.embeddings import embed_query
-from broker.types import Completion, CompletionRequest, ContextChunk, TokenDelta
+from broker.types import (
+    Completion,
+    CompletionRequest,
+    ContextChunk,
+    ProviderUnavailable,
+    TokenDelta,
+)
 from orchestration.errors import Blocked, InputRejected
 from orchestration.prompts import (
     ANSWER_TEMPLATE_ID,
@@ -134,9 +140,9 @@ def decide_policy(turn: Turn) -> Turn:
     sensitivity = max([turn.sensitivity, *(c.tier for c in turn.context)])
     candidates = tuple(p.name for p in broker.allowed_providers(sensitivity))
     if not candidates:
-        raise Blocked(
-            "no_allowed_provider",
-            "No model is approved for data of this sensitivity right now.",
+        # Never a silent downgrade: the turn stops (503) rather than going elsewhere.
+        raise ProviderUnavailable(
+            f"no model provider is approved for {sensitivity.label} data right now"
         )
     return replace(turn, sensitivity=sensitivity, provider_candidates=candidates)
 

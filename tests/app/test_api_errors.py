@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone

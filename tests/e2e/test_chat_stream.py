@@ -41,7 +41,9 @@ class Event:
 
 def _events(lines: Iterator[str]) -> Iterator[Event]:
     """Parse SSE frames ("event: x", "data: ...", blank line) as they arrive."""
-    name, data, raw = "message", [], []
+    name = "message"
+    data: list[str] = []
+    raw: list[str] = []
     for line in lines:
         if line == "":
             if data or raw:
@@ -60,14 +62,12 @@ def _auth(bearer: Callable[..., dict[str, str]], username: str) -> dict[str, str
     return {"Authorization": bearer(username)["HTTP_AUTHORIZATION"]}
 
 
-def _stream_request(
-    client: httpx.Client, base: str, headers: dict[str, str], message: str
-) -> Any:
+def _stream_request(client: httpx.Client, base: str, headers: dict[str, str], message: str) -> Any:
     return client.stream(
         "POST",
         f"{base}/api/v1/chat",
         json={"message": message, "conversation": None},
-        headers={**headers, "Accept": "text/event-stream, application/json;q=0.1"},
+        headers={**headers, "Accept": "text/event-stream"},
     )
 
 
@@ -93,7 +93,8 @@ def test_alice_gets_tokens_then_citations_then_the_contract_done(asgi_server, be
     names = _names(events)
     assert names[-1] == "done", names
     assert names.count("done") == 1
-    assert "blocked" not in names and "error" not in names
+    assert "blocked" not in names
+    assert "error" not in names
     done_at = names.index("done")
     tokens = [e for e in events[:done_at] if e.name == "token"]
     assert len(tokens) >= 5, names
@@ -114,8 +115,9 @@ def test_alice_gets_tokens_then_citations_then_the_contract_done(asgi_server, be
     forecast = Document.objects.get(title=FORECAST_TITLE)
     assert done["citations"], done
     for citation in done["citations"]:
-        assert set(citation) == {"document", "title", "chunk"}
-        assert isinstance(citation["document"], int) and isinstance(citation["chunk"], int)
+        assert set(citation) >= {"document", "title", "chunk"}
+        assert isinstance(citation["document"], int)
+        assert isinstance(citation["chunk"], int)
     assert {"document": forecast.pk, "title": FORECAST_TITLE} in [
         {"document": c["document"], "title": c["title"]} for c in done["citations"]
     ]
@@ -198,19 +200,3 @@ def test_tokens_reach_the_client_while_the_answer_is_still_being_generated(
     assert held == {"released_by_client": True}, "the first token was buffered server-side"
     assert seen[-1] == "done"
     assert seen.count("token") > 1
-
-
-@pytest.mark.usefixtures("demo")
-def test_zz_buffered(asgi_server, bearer, monkeypatch):
-    import app.api as api
-
-    real = api._stream_turn
-
-    async def buffered(*a, **k):
-        chunks = [c async for c in real(*a, **k)]
-        yield b"".join(chunks)
-
-    monkeypatch.setattr(api, "_stream_turn", buffered)
-    test_tokens_reach_the_client_while_the_answer_is_still_being_generated(
-        asgi_server, bearer, monkeypatch
-    )

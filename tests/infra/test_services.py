@@ -108,8 +108,9 @@ def _kill_leftovers(services: Services, pids: set[int]) -> None:
     with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
         pids.add(int(services.state()["redis_pid"]))
     for pid in pids:
-        if _pid_running(pid) and "redis" in Path(f"/proc/{pid}/cmdline").read_text():
-            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            if _pid_running(pid) and "redis" in Path(f"/proc/{pid}/cmdline").read_text():
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture

@@ -31,18 +31,38 @@
     return item;
   }
 
+  // One line per cited document, with the passage markers ([1][3]) that point into it.
   function showCitations(item, citations) {
     if (!citations.length) return;
+    const byDocument = new Map();
+    citations.forEach(function (c) {
+      if (!byDocument.has(c.document)) byDocument.set(c.document, { title: c.title, markers: [] });
+      byDocument.get(c.document).markers.push(c.marker);
+    });
     const ul = el("ul", "citations");
-    citations.forEach(function (c, i) {
+    byDocument.forEach(function (doc, documentId) {
       const li = el("li");
-      li.appendChild(document.createTextNode("[" + (i + 1) + "] "));
-      const a = el("a", null, c.title);
-      a.href = "/documents/" + encodeURIComponent(c.document) + "/";
+      li.appendChild(el("span", "markers", doc.markers.map(function (m) { return "[" + m + "]"; }).join("")));
+      li.appendChild(document.createTextNode(" "));
+      const a = el("a", null, doc.title);
+      a.href = "/documents/" + encodeURIComponent(documentId) + "/";
       li.appendChild(a);
       ul.appendChild(li);
     });
     item.appendChild(ul);
+  }
+
+  function addToSidebar(conversationId, title) {
+    const sidebar = document.getElementById("conversation-list");
+    if (!sidebar) return;
+    const empty = sidebar.querySelector(".empty");
+    if (empty) empty.remove();
+    sidebar.querySelectorAll("li.current").forEach(function (li) { li.classList.remove("current"); });
+    const li = el("li", "current");
+    const a = el("a", null, title);
+    a.href = "/c/" + encodeURIComponent(conversationId) + "/";
+    li.appendChild(a);
+    sidebar.insertBefore(li, sidebar.firstChild);
   }
 
   function labelProvider(item, final) {
@@ -118,6 +138,7 @@
           if (!chat.dataset.conversation) {
             chat.dataset.conversation = String(data.conversation);
             history.replaceState(null, "", "/c/" + data.conversation + "/");
+            addToSidebar(data.conversation, message.slice(0, 80));
           }
         } else if (name === "blocked") {
           reply.classList.add("blocked");

@@ -1,9 +1,11 @@
 import time
 from argparse import ArgumentParser
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from app.identity import Tier
 from retrieval.errors import IngestionRejected
@@ -29,34 +31,45 @@ class Command(BaseCommand):
         parser.add_argument("--wait", action="store_true", help="block until indexed")
         parser.add_argument("--timeout", type=float, default=300.0)
 
+    @staticmethod
+    def _read(path: Path) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+
+    @staticmethod
+    def _title(path: Path, options: dict[str, Any]) -> str:
+        if not options["title"]:
+            return path.stem.replace("-", " ").replace("_", " ").title()
+        if len(options["paths"]) > 1:
+            return f"{options['title']} ({path.name})"
+        return str(options["title"])
+
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             tier = Tier.parse(options["classification"])
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         documents = []
-        for path in options["paths"]:
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise CommandError(f"cannot read {path}: {exc.strerror}") from None
-            title = options["title"] or path.stem.replace("-", " ").replace("_", " ").title()
-            if options["title"] and len(options["paths"]) > 1:
-                title = f"{options['title']} ({path.name})"
-            try:
-                document = document_create(
-                    title=title,
-                    classification=tier,
-                    source_name=path.name,
-                    data=data,
-                    allow_users=_csv(options["allow_users"]),
-                    allow_groups=_csv(options["allow_groups"]),
-                    all_authenticated=options["all_authenticated"],
-                )
-            except IngestionRejected as exc:
-                raise CommandError(str(exc)) from None
-            index_document.delay(document.pk)
-            documents.append(document)
+        # All files or none: one rejected file rolls back the others, and indexing is only
+        # queued once every document is committed.
+        try:
+            with transaction.atomic():
+                for path in options["paths"]:
+                    document = document_create(
+                        title=self._title(path, options),
+                        classification=tier,
+                        source_name=path.name,
+                        data=self._read(path),
+                        allow_users=_csv(options["allow_users"]),
+                        allow_groups=_csv(options["allow_groups"]),
+                        all_authenticated=options["all_authenticated"],
+                    )
+                    transaction.on_commit(partial(index_document.delay, document.pk))
+                    documents.append(document)
+        except IngestionRejected as exc:
+            raise CommandError(str(exc)) from None
         if not options["wait"]:
             for document in documents:
                 self.stdout.write(f"{document.pk} queued")

@@ -1,0 +1,86 @@
+"""The embedding model is verified before it loads, and its vectors mean something."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from broker.embeddings import (
+    EMBEDDING_DIM,
+    ModelIntegrityError,
+    default_model_dir,
+    embed_query,
+    embed_texts,
+    load_model,
+    sha256_of,
+)
+
+
+@pytest.fixture
+def model_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "model"
+    shutil.copytree(default_model_dir(), target)
+    return target
+
+
+def test_pinned_digest_matches_the_shipped_weights():
+    weights = default_model_dir() / "model.safetensors"
+    assert sha256_of(weights) == settings.EMBEDDING_MODEL_SHA256
+
+
+def test_load_model_refuses_weights_with_one_flipped_byte(model_copy):
+    weights = model_copy / "model.safetensors"
+    assert sha256_of(weights) == settings.EMBEDDING_MODEL_SHA256  # the copy is intact
+    with weights.open("r+b") as fh:
+        fh.seek(weights.stat().st_size // 2)
+        byte = fh.read(1)
+        fh.seek(-1, 1)
+        fh.write(bytes([byte[0] ^ 0x01]))
+
+    with pytest.raises(ModelIntegrityError, match="mismatch") as refused:
+        load_model(model_copy, expected_sha256=settings.EMBEDDING_MODEL_SHA256)
+    assert "refusing to load" in str(refused.value)
+
+
+def test_load_model_refuses_missing_weights(model_copy):
+    (model_copy / "model.safetensors").unlink()
+    with pytest.raises(ModelIntegrityError, match="not found"):
+        load_model(model_copy, expected_sha256=settings.EMBEDDING_MODEL_SHA256)
+
+
+def test_load_model_refuses_a_different_pinned_digest(model_copy):
+    with pytest.raises(ModelIntegrityError, match="mismatch"):
+        load_model(model_copy, expected_sha256="0" * 64)
+
+
+def test_embed_query_returns_a_unit_vector_of_384_floats():
+    vector = embed_query("How do I promote a PostgreSQL replica?")
+    assert len(vector) == EMBEDDING_DIM == 384
+    assert all(isinstance(x, float) for x in vector)
+    assert math.isclose(math.sqrt(sum(x * x for x in vector)), 1.0, abs_tol=1e-4)
+
+
+def test_embed_texts_handles_empty_input_and_keeps_order():
+    assert embed_texts([]) == []
+    a, b = embed_texts(["travel per diem", "database failover"])
+    assert a == pytest.approx(embed_query("travel per diem"), abs=1e-5)
+    assert b == pytest.approx(embed_query("database failover"), abs=1e-5)
+
+
+def _cosine(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True))
+
+
+def test_semantically_close_sentences_score_higher_than_unrelated_ones():
+    question = embed_query("How do I promote a PostgreSQL replica to primary?")
+    close = embed_query("Steps to fail over the Postgres database to a standby server.")
+    unrelated = embed_query("The office cafeteria serves vegetarian lunch at noon.")
+    assert _cosine(question, close) > _cosine(question, unrelated) + 0.15
+
+    money = embed_query("What is the revenue forecast for the third quarter?")
+    finance = embed_query("Q3 sales are projected to reach 48 million euros.")
+    assert _cosine(money, finance) > _cosine(money, close)
