@@ -11,7 +11,9 @@ venv: $(STAMP)
 
 $(STAMP): requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	@echo "==> installing the locked dependencies into $(VENV)"
+	@set -o pipefail; $(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		--require-hashes -r requirements.lock 2>&1 | { grep -v "is ignored: it is neither" || true; }
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

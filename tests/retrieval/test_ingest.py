@@ -129,3 +129,16 @@ def test_ingest_rejects_unreadable_path_and_creates_no_document(tmp_path):
     with pytest.raises(CommandError, match="cannot read"):
         call_command("ingest", str(tmp_path / "absent.md"), "--classification", "public")
     assert Document.objects.count() == before
+
+
+@pytest.mark.usefixtures("demo")
+def test_ingest_of_several_files_is_all_or_nothing(tmp_path):
+    good = tmp_path / "good.md"
+    good.write_text("# Good\n\nPlain text that would be accepted on its own.")
+    bad = tmp_path / "bad.md"
+    bad.write_bytes(b"\x00\x01binary")
+    before = Document.objects.count()
+    with pytest.raises(CommandError, match="binary"):
+        call_command("ingest", str(good), str(bad), "--classification", "internal")
+    assert Document.objects.count() == before
+    assert not Document.objects.filter(source_name="good.md").exists()
