@@ -10,6 +10,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from app.identity import Principal
+from app.redis import redis_client
 from app.rendering import render_markdown, without_title_heading
 from app.selectors import conversation_get, conversation_messages, conversations_of
 from broker.services import usable_provider_count
@@ -80,8 +81,6 @@ def _check_database() -> bool:
 
 
 def _check_redis() -> bool:
-    from app.redis import redis_client
-
     try:
         return bool(redis_client().ping())
     except Exception:

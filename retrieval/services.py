@@ -6,12 +6,13 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.contrib.postgres.search import SearchVector
 from django.db import transaction
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from app.identity import Tier
-from app.models import User
 from audit.models import EventType
 from audit.services import audit_record
 from broker.embeddings import embed_texts
@@ -52,16 +53,17 @@ def split_text(text: str) -> list[str]:
 
 def _resolve_acl(
     usernames: Iterable[str], group_names: Iterable[str]
-) -> tuple[list[User], list[Group]]:
+) -> tuple[list[int], list[int]]:
+    """Names to primary keys (sorted); unknown names are rejected, never ignored."""
     usernames, group_names = sorted(set(usernames)), sorted(set(group_names))
-    users = list(User.objects.filter(username__in=usernames))
-    groups = list(Group.objects.filter(name__in=group_names))
-    missing = sorted(set(usernames) - {u.username for u in users}) + sorted(
-        set(group_names) - {g.name for g in groups}
+    users = dict(
+        get_user_model().objects.filter(username__in=usernames).values_list("username", "pk")
     )
+    groups = dict(Group.objects.filter(name__in=group_names).values_list("name", "pk"))
+    missing = [u for u in usernames if u not in users] + [g for g in group_names if g not in groups]
     if missing:
         raise IngestionRejected(f"unknown users or groups in ACL: {', '.join(missing)}")
-    return users, groups
+    return sorted(users.values()), sorted(groups.values())
 
 
 def document_create(
@@ -100,8 +102,8 @@ def document_create(
                 "tier": Tier(classification).label,
                 "sha256": document.content_sha256,
                 "bytes": len(data),
-                "users": [u.pk for u in users],
-                "groups": [g.pk for g in groups],
+                "users": users,
+                "groups": groups,
                 "all_authenticated": all_authenticated,
             },
         )
@@ -127,8 +129,6 @@ def document_index(*, document_id: int) -> Document:
 
 
 def _refresh_search_vectors(document_id: int) -> None:
-    from django.contrib.postgres.search import SearchVector
-
     Chunk.objects.filter(document_id=document_id).update(
         search_vector=SearchVector("text", config="english")
     )
@@ -160,8 +160,8 @@ def document_acl_update(
         document.all_authenticated = all_authenticated
         document.save(update_fields=["all_authenticated", "updated_at"])
         new = {
-            "users": sorted(u.pk for u in users),
-            "groups": sorted(g.pk for g in groups),
+            "users": users,
+            "groups": groups,
             "all_authenticated": all_authenticated,
         }
         audit_record(
