@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils import timezone
 
 
 class EventType(models.TextChoices):
@@ -16,7 +17,10 @@ class EventType(models.TextChoices):
 
 
 class AuditEvent(models.Model):
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    """Append-only (a trigger refuses UPDATE and DELETE) and hash-chained: each
+    row's `row_hash` covers its content and the previous row's hash (audit/chain.py)."""
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
     request_id = models.CharField(max_length=64, blank=True)
     actor_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     token_id = models.CharField(max_length=64, blank=True)
@@ -25,6 +29,8 @@ class AuditEvent(models.Model):
     decision = models.CharField(max_length=16, blank=True)
     reason = models.CharField(max_length=64, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    row_hash = models.CharField(max_length=64, unique=True)
 
     class Meta:
         ordering = ["id"]

@@ -1,0 +1,133 @@
+"""The audit trail is append-only and hash-chained; `verify_audit` finds any break."""
+
+from __future__ import annotations
+
+import threading
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import DatabaseError, connection, connections, transaction
+
+from audit.chain import GENESIS_HASH
+from audit.models import AuditEvent, EventType
+from audit.services import audit_record
+from audit.verify import verify_chain
+
+
+def _record(n: int, *, actor_id: int = 7) -> list[AuditEvent]:
+    return [
+        audit_record(
+            event_type=EventType.TOKEN_ISSUED,
+            actor_id=actor_id,
+            subject=f"user:{i}",
+            decision="issued",
+            metadata={"i": i, "ttl_s": 300, "ratio": 0.25, "scopes": ["chat"]},
+        )
+        for i in range(n)
+    ]
+
+
+def _verify() -> str:
+    out = StringIO()
+    call_command("verify_audit", stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def triggers_off():
+    """What a superuser (or the table owner) could do: switch the append-only trigger off
+    inside this test's transaction, which is rolled back afterwards."""
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER audit_append_only_rows")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER audit_append_only_rows")
+
+
+@pytest.mark.django_db
+def test_each_event_links_to_the_previous_and_the_chain_verifies():
+    events = _record(3)
+    assert events[1].prev_hash == events[0].row_hash
+    assert events[2].prev_hash == events[1].row_hash
+    first = AuditEvent.objects.order_by("id").first()
+    assert first is not None
+    assert first.prev_hash == GENESIS_HASH
+    assert "intact" in _verify()
+
+
+@pytest.mark.django_db
+def test_update_of_an_audit_event_is_refused_by_the_database():
+    event = _record(1)[0]
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        AuditEvent.objects.filter(pk=event.pk).update(reason="covered-up")
+    event.refresh_from_db()
+    assert event.reason == ""
+
+
+@pytest.mark.django_db
+def test_delete_of_an_audit_event_is_refused_by_the_database():
+    event = _record(1)[0]
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        AuditEvent.objects.filter(pk=event.pk).delete()
+    assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("triggers_off")
+def test_verify_audit_finds_a_row_altered_behind_the_triggers_back():
+    events = _record(4)
+    AuditEvent.objects.filter(pk=events[2].pk).update(decision="denied")
+    with pytest.raises(CommandError, match="BROKEN"):
+        call_command("verify_audit", stderr=StringIO())
+    report = verify_chain()
+    assert any(f"event {events[2].pk}: content" in b for b in report.breaks)
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("triggers_off")
+def test_verify_audit_finds_a_deleted_row():
+    events = _record(4)
+    AuditEvent.objects.filter(pk=events[1].pk).delete()
+    report = verify_chain()
+    assert not report.ok
+    assert any(f"event {events[2].pk}: link broken" in b for b in report.breaks)
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("triggers_off")
+def test_verify_audit_finds_a_metadata_change_even_when_hashes_are_kept():
+    events = _record(2)
+    AuditEvent.objects.filter(pk=events[0].pk).update(metadata={"i": 0, "ttl_s": 86400})
+    assert not verify_chain().ok
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_cannot_fork_the_chain():
+    writers, per_writer = 6, 15
+    before = AuditEvent.objects.count()
+    errors: list[BaseException] = []
+    start = threading.Barrier(writers)
+
+    def write(actor_id: int) -> None:
+        try:
+            start.wait()
+            _record(per_writer, actor_id=actor_id)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=write, args=(a,)) for a in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    events = list(AuditEvent.objects.order_by("id"))
+    assert len(events) == before + writers * per_writer
+    prevs = [e.prev_hash for e in events]
+    assert len(set(prevs)) == len(prevs), "two events share a predecessor: the chain forked"
+    report = verify_chain()
+    assert report.ok, report.breaks
+    assert report.checked == before + writers * per_writer
