@@ -31,7 +31,8 @@ from app.serializers import (
     SearchInput,
     SearchOut,
 )
-from app.services import chat_refusal_record, chat_turn_record
+from app.services import chat_refusal_record, chat_turn_record, data_access_record
+from audit.models import EventType
 from broker.embeddings import embed_query
 from broker.types import ProviderUnavailable, TokenDelta
 from orchestration.errors import Blocked
@@ -237,6 +238,11 @@ class SearchView(APIView):
         data.is_valid(raise_exception=True)
         k = data.validated_data.get("k", settings.RETRIEVAL_TOP_K)
         hits = chunks_search(principal, embed_query(data.validated_data["q"]), k=k)
+        data_access_record(
+            principal=principal,
+            event_type=EventType.RETRIEVAL_ACCESS,
+            shown=[(h.document_id, h.document_version, h.chunk_id) for h in hits],
+        )
         return Response(SearchOut({"results": hits}).data)
 
 

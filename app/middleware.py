@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from app.logs import get_logger
 from app.selectors import principal_for
-from app.services import token_authenticate
+from app.services import token_authenticate, user_log_hash
 
 log = get_logger("app.request")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -90,5 +90,5 @@ class PrincipalMiddleware:
             principal = principal_for(request.user, request_id=request_id)  # type: ignore[arg-type]
         request.principal = principal  # type: ignore[attr-defined]
         if principal is not None:
-            structlog.contextvars.bind_contextvars(user_id=principal.user_id)
+            structlog.contextvars.bind_contextvars(user=user_log_hash(principal.user_id))
         return self.get_response(request)

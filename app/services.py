@@ -7,7 +7,9 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from collections.abc import Iterable
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -104,6 +106,54 @@ def token_authenticate(raw_token: str) -> ApiToken | None:
     )
 
 
+def access_record(
+    principal: Principal, shown: Iterable[tuple[int, int, int | None]]
+) -> dict[str, Any]:
+    """What data this principal was shown, and on what grounds: (document, version, chunk)
+    triples (chunk None: the whole document), with the groups and clearance in force then.
+    Enough to answer "who could have seen document D, and when?"
+    (`manage.py audit_access --document D`)."""
+    by_document: dict[tuple[int, int], list[int]] = {}
+    for document_id, version, chunk_id in shown:
+        chunks = by_document.setdefault((document_id, version), [])
+        if chunk_id is not None:
+            chunks.append(chunk_id)
+    return {
+        "context_documents": sorted({d for d, _ in by_document}),
+        "context_chunks": [c for chunks in by_document.values() for c in chunks],
+        "context": [
+            {"document": d, "version": v, "chunks": chunks}
+            for (d, v), chunks in sorted(by_document.items())
+        ],
+        "acl": {
+            "decision": "permitted",
+            "rule": "clearance>=tier and (user|group|all_authenticated)",
+            "clearance": principal.clearance.label,
+            "groups": list(principal.groups),
+            "group_ids": list(principal.group_ids),
+        },
+    }
+
+
+def data_access_record(
+    *, principal: Principal, event_type: EventType, shown: Iterable[tuple[int, int, int | None]]
+) -> None:
+    """Audit a read of document data outside a chat turn (search results, a document page)."""
+    audit_record(
+        event_type=event_type,
+        actor_id=principal.user_id,
+        request_id=principal.request_id,
+        token_id=principal.token_id,
+        decision="permitted",
+        metadata=access_record(principal, shown),
+    )
+
+
+def user_log_hash(user_id: int) -> str:
+    """Logs name users by a keyed hash: lines of one user correlate, nobody is named."""
+    return _keyed_digest(b"log-user", str(user_id))[:16]
+
+
 def prompt_hmac(message: str) -> str:
     """A keyed digest of the prompt: lets an investigator match a known text, reveals none."""
     return _keyed_digest(b"prompt", message)
@@ -158,12 +208,12 @@ def chat_turn_record(
                 "prompt_chars": len(turn.message),
                 "sensitivity": turn.sensitivity.label,
                 "template": turn.template,
-                "context_documents": sorted({c.document_id for c in turn.context}),
-                "context_chunks": [c.chunk_id for c in turn.context],
+                **access_record(
+                    principal,
+                    [(c.document_id, c.document_version, c.chunk_id) for c in turn.context],
+                ),
                 "cited_chunks": [c.chunk_id for c in answer.citations],
                 "dropped_citations": list(answer.dropped_citations),
-                "groups": list(principal.groups),
-                "clearance": principal.clearance.label,
                 "provider": answer.provider,
                 "model": answer.model,
                 "input_tokens": answer.input_tokens,

@@ -13,6 +13,8 @@ from app.identity import Principal
 from app.redis import redis_client
 from app.rendering import render_markdown, without_title_heading
 from app.selectors import conversation_get, conversation_messages, conversations_of
+from app.services import data_access_record
+from audit.models import EventType
 from broker.services import usable_provider_count
 from retrieval.selectors import document_get_visible
 
@@ -54,6 +56,11 @@ def document_page(request: HttpRequest, document_id: int) -> HttpResponse:
     document = document_get_visible(principal, document_id)
     if document is None:
         raise Http404
+    data_access_record(
+        principal=principal,
+        event_type=EventType.DOCUMENT_VIEWED,
+        shown=[(document.pk, document.version, None)],
+    )
     return render(
         request,
         "chat/document.html",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.utils import timezone
 
@@ -14,6 +15,8 @@ class EventType(models.TextChoices):
     DOCUMENT_INGESTED = "document.ingested"
     DOCUMENT_DELETED = "document.deleted"
     ACL_CHANGED = "acl.changed"
+    RETRIEVAL_ACCESS = "retrieval.access"
+    DOCUMENT_VIEWED = "document.viewed"
 
 
 class AuditEvent(models.Model):
@@ -34,6 +37,10 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["id"]
+        indexes = [
+            # "Which events touched document D?" is a JSONB containment query.
+            GinIndex(fields=["metadata"], name="audit_metadata_gin", opclasses=["jsonb_path_ops"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.event_type} #{self.pk}"

@@ -19,6 +19,7 @@ class ContextChunk:
     title: str
     text: str
     tier: Tier
+    document_version: int = 1
 
 
 @dataclass(frozen=True, slots=True)

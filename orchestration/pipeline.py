@@ -106,6 +106,7 @@ def retrieve_context(turn: Turn) -> Turn:
             title=h.title,
             text=h.text,
             tier=h.tier,
+            document_version=h.document_version,
         )
         for i, h in enumerate(hits, start=1)
     )

@@ -49,6 +49,7 @@ class ChunkHit:
     tier: Tier
     text: str
     score: float
+    document_version: int
 
 
 def chunks_search(principal: Principal, query_embedding: list[float], *, k: int) -> list[ChunkHit]:
@@ -66,6 +67,7 @@ def chunks_search(principal: Principal, query_embedding: list[float], *, k: int)
                 "document_id",
                 "document__title",
                 "document__classification",
+                "document__version",
                 "text",
                 "distance",
             )[:k]
@@ -79,6 +81,7 @@ def chunks_search(principal: Principal, query_embedding: list[float], *, k: int)
             tier=Tier(r["document__classification"]),
             text=r["text"],
             score=round(1.0 - float(r["distance"]), 4),
+            document_version=r["document__version"],
         )
         for r in rows
     ]
