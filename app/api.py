@@ -33,11 +33,10 @@ from app.serializers import (
 )
 from app.services import chat_refusal_record, chat_turn_record, data_access_record
 from audit.models import EventType
-from broker.embeddings import embed_query
 from broker.types import ProviderUnavailable, TokenDelta
 from orchestration.errors import Blocked
 from orchestration.pipeline import Answer, Turn, answer_stream, prepare_turn
-from retrieval.selectors import chunks_search, documents_visible_to
+from retrieval.selectors import documents_visible_to, hybrid_search
 
 log = get_logger("app.api")
 _ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut}
@@ -237,7 +236,7 @@ class SearchView(APIView):
         data = SearchInput(data=request.query_params)
         data.is_valid(raise_exception=True)
         k = data.validated_data.get("k", settings.RETRIEVAL_TOP_K)
-        hits = chunks_search(principal, embed_query(data.validated_data["q"]), k=k)
+        hits = hybrid_search(principal, data.validated_data["q"], k=k)
         data_access_record(
             principal=principal,
             event_type=EventType.RETRIEVAL_ACCESS,

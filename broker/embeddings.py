@@ -57,7 +57,11 @@ def load_model(model_dir: Path, *, expected_sha256: str) -> SentenceTransformer:
     # Nothing may reach a model hub at run time.
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
 
     return SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
 

@@ -18,7 +18,6 @@ from django.conf import settings
 
 from app.identity import Principal, Tier
 from broker import services as broker
-from broker.embeddings import embed_query
 from broker.types import (
     Completion,
     CompletionRequest,
@@ -95,9 +94,7 @@ def classify_and_redact_pii(turn: Turn) -> Turn:
 # 4 ---------------------------------------------------------------------------------------
 def retrieve_context(turn: Turn) -> Turn:
     """ACL-filtered retrieval: only chunks this principal may read ever come back."""
-    hits = retrieval.chunks_search(
-        turn.principal, embed_query(turn.message), k=settings.RETRIEVAL_TOP_K
-    )
+    hits = retrieval.hybrid_search(turn.principal, turn.message, k=settings.RETRIEVAL_TOP_K)
     context = tuple(
         ContextChunk(
             marker=i,

@@ -4,15 +4,21 @@ clearance >= tier AND (granted to the user OR to one of their groups OR to every
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from pgvector.django import CosineDistance
 
 from app.identity import Principal, Tier
+from broker.embeddings import embed_query
 from retrieval.models import Chunk, Document
 
 HNSW_EF_SEARCH = 100
+RRF_K = 60  # the constant of Cormack et al.; dampens the weight of top ranks
+RRF_DEPTH_FACTOR = 4
+RRF_MIN_DEPTH = 20
 
 
 def documents_visible_to(principal: Principal) -> QuerySet[Document]:
@@ -52,36 +58,81 @@ class ChunkHit:
     document_version: int
 
 
+_HIT_FIELDS = (
+    "id",
+    "document_id",
+    "document__title",
+    "document__classification",
+    "document__version",
+    "text",
+)
+
+
+def _hit(row: dict[str, Any], score: float) -> ChunkHit:
+    return ChunkHit(
+        chunk_id=row["id"],
+        document_id=row["document_id"],
+        title=row["document__title"],
+        tier=Tier(row["document__classification"]),
+        text=row["text"],
+        score=round(score, 4),
+        document_version=row["document__version"],
+    )
+
+
+def _visible_chunks(principal: Principal) -> QuerySet[Chunk]:
+    return Chunk.objects.filter(document__in=documents_visible_to(principal))
+
+
+def _dense_rows(principal: Principal, query_embedding: list[float], depth: int) -> list[dict]:
+    """Nearest chunks by cosine distance (HNSW), ACL-filtered. Call inside a transaction."""
+    with connection.cursor() as cursor:
+        # pgvector 0.8: keep scanning the HNSW graph until `depth` rows pass the ACL filter.
+        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(HNSW_EF_SEARCH, depth)])
+    rows = list(
+        _visible_chunks(principal)
+        .annotate(distance=CosineDistance("embedding", query_embedding))
+        .order_by("distance")
+        .values(*_HIT_FIELDS, "distance")[:depth]
+    )
+    rows.sort(key=lambda r: r["distance"])  # relaxed_order may return them slightly out of order
+    return rows
+
+
+def _lexical_rows(principal: Principal, query: str, depth: int) -> list[dict]:
+    """Chunks matching the words of the query (full text, GIN), best ts_rank_cd first."""
+    tsquery = SearchQuery(query, search_type="websearch", config="english")
+    return list(
+        _visible_chunks(principal)
+        .filter(search_vector=tsquery)
+        .annotate(rank=SearchRank(F("search_vector"), tsquery, cover_density=True))
+        .order_by("-rank", "id")
+        .values(*_HIT_FIELDS, "rank")[:depth]
+    )
+
+
 def chunks_search(principal: Principal, query_embedding: list[float], *, k: int) -> list[ChunkHit]:
     """Top-k chunks by cosine similarity among those the principal may read."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        # pgvector 0.8: keep scanning the HNSW graph until k rows pass the ACL filter.
-        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(HNSW_EF_SEARCH, k)])
-        rows = list(
-            Chunk.objects.filter(document__in=documents_visible_to(principal))
-            .annotate(distance=CosineDistance("embedding", query_embedding))
-            .order_by("distance")
-            .values(
-                "id",
-                "document_id",
-                "document__title",
-                "document__classification",
-                "document__version",
-                "text",
-                "distance",
-            )[:k]
-        )
-    rows.sort(key=lambda r: r["distance"])
-    return [
-        ChunkHit(
-            chunk_id=r["id"],
-            document_id=r["document_id"],
-            title=r["document__title"],
-            tier=Tier(r["document__classification"]),
-            text=r["text"],
-            score=round(1.0 - float(r["distance"]), 4),
-            document_version=r["document__version"],
-        )
-        for r in rows
-    ]
+    with transaction.atomic():
+        rows = _dense_rows(principal, query_embedding, k)
+    return [_hit(r, 1.0 - float(r["distance"])) for r in rows]
+
+
+def hybrid_search(principal: Principal, query: str, *, k: int) -> list[ChunkHit]:
+    """Dense (MiniLM + HNSW) and lexical (full text) results fused by reciprocal rank:
+    exact terms (names, figures, codes) and paraphrases both find their passages. Both legs
+    carry the ACL filter; the score is the fused RRF score."""
+    depth = max(RRF_DEPTH_FACTOR * k, RRF_MIN_DEPTH)
+    embedding = embed_query(query)
+    with transaction.atomic():
+        dense = _dense_rows(principal, embedding, depth)
+        lexical = _lexical_rows(principal, query, depth)
+    fused: dict[int, float] = {}
+    rows: dict[int, dict[str, Any]] = {}
+    for ranking in (dense, lexical):
+        for rank, row in enumerate(ranking, start=1):
+            fused[row["id"]] = fused.get(row["id"], 0.0) + 1.0 / (RRF_K + rank)
+            rows.setdefault(row["id"], row)
+    best = sorted(fused, key=lambda chunk_id: (-fused[chunk_id], chunk_id))[:k]
+    return [_hit(rows[chunk_id], fused[chunk_id]) for chunk_id in best]

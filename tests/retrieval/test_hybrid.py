@@ -1,0 +1,57 @@
+"""Hybrid search: dense + full text fused by reciprocal rank, the ACL on both legs."""
+
+from __future__ import annotations
+
+import pytest
+
+from broker.embeddings import embed_query
+from retrieval.models import Document
+from retrieval.selectors import chunks_search, hybrid_search
+
+FORECAST = "Q3 2026 Revenue Forecast"
+
+
+@pytest.mark.usefixtures("demo")
+def test_exact_names_are_found_by_the_lexical_leg_where_dense_alone_misses(principal_of):
+    alice = principal_of("alice")
+    query = "Sofia Lindqvist"  # a name: embeddings know nothing of it, full text does
+    dense = [h.title for h in chunks_search(alice, embed_query(query), k=3)]
+    hybrid = hybrid_search(alice, query, k=3)
+    assert FORECAST not in dense
+    assert hybrid[0].title == FORECAST
+    assert "Sofia Lindqvist" in hybrid[0].text
+
+
+@pytest.mark.usefixtures("demo")
+def test_lexical_leg_applies_the_acl(principal_of):
+    forecast = Document.objects.get(title=FORECAST)
+    for username in ("bob", "admin"):  # engineering; staff without finance grants
+        hits = hybrid_search(principal_of(username), "Halvorsen Logistics revenue", k=20)
+        assert forecast.pk not in {h.document_id for h in hits}
+    assert forecast.pk in {
+        h.document_id for h in hybrid_search(principal_of("alice"), "Halvorsen", k=5)
+    }
+
+
+@pytest.mark.usefixtures("demo")
+def test_fused_scores_are_descending_and_k_is_respected(principal_of):
+    hits = hybrid_search(principal_of("carol"), "revenue forecast margin", k=7)
+    assert len(hits) == 7
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert len({h.chunk_id for h in hits}) == 7
+
+
+@pytest.mark.usefixtures("demo")
+def test_query_with_no_lexical_match_still_returns_dense_results(principal_of):
+    hits = hybrid_search(principal_of("bob"), "zzzqqq xyzzy", k=3)
+    assert len(hits) == 3
+
+
+@pytest.mark.usefixtures("demo")
+def test_hybrid_search_query_count_is_constant(principal_of, django_assert_num_queries):
+    principal = principal_of("carol")
+    hybrid_search(principal, "warm up", k=1)  # the model loads once per process
+    for k in (1, 10):
+        with django_assert_num_queries(6):  # savepoint, 2 SET LOCAL, dense, lexical, release
+            hybrid_search(principal, "travel per diem hotel", k=k)
