@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.postgres.search import SearchVector
@@ -16,30 +16,20 @@ from app.identity import Tier
 from audit.models import EventType
 from audit.services import audit_record
 from broker.embeddings import embed_texts
+from retrieval import extract
 from retrieval.errors import IngestionRejected
 from retrieval.models import Chunk, Document
 
 CHUNK_SIZE_CHARS = 900
 CHUNK_OVERLAP_CHARS = 150
-TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
-MAX_TEXT_BYTES = 20 * 1024 * 1024
 
 
 def extract_text(*, name: str, data: bytes) -> str:
-    """Plain text from a txt/md file; reject what is not UTF-8 text."""
-    if Path(name).suffix.lower() not in TEXT_SUFFIXES:
-        raise IngestionRejected(f"{name}: unsupported file type (txt and md for now)")
-    if len(data) > MAX_TEXT_BYTES:
-        raise IngestionRejected(f"{name}: larger than {MAX_TEXT_BYTES // (1024 * 1024)} MB")
-    if b"\x00" in data:
-        raise IngestionRejected(f"{name}: binary content, not text")
+    """The text of an uploaded file; IngestionRejected (naming the file) otherwise."""
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise IngestionRejected(f"{name}: not valid UTF-8 text") from None
-    if not text.strip():
-        raise IngestionRejected(f"{name}: empty document")
-    return text
+        return extract.extract_text(name=name, data=data, max_bytes=settings.INGEST_MAX_BYTES)
+    except IngestionRejected as exc:
+        raise IngestionRejected(f"{name}: {exc}") from None
 
 
 def split_text(text: str) -> list[str]:

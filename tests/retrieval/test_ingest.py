@@ -80,8 +80,9 @@ def test_ingest_with_wait_indexes_through_the_worker_and_applies_the_acl(
         ),
         pytest.param("empty.md", b"", (), "empty document", id="empty"),
         pytest.param("blank.txt", b"  \n\t\n", (), "empty document", id="whitespace-only"),
+        pytest.param("report.pdf", b"%PDF-1.7 text", (), "malformed PDF", id="broken-pdf"),
         pytest.param(
-            "report.pdf", b"%PDF-1.7 text", (), "unsupported file type", id="pdf-extension"
+            "photo.png", b"\x89PNG\r\n\x1a\n", (), "unsupported file type", id="png-extension"
         ),
         pytest.param(
             "notes.md",
