@@ -11,13 +11,16 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import Http404, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from app.api_auth import HasScope, principal_of
-from app.identity import Principal
+from app.errors import PayloadTooLarge
+from app.identity import Principal, Tier
 from app.logs import get_logger
 from app.models import Conversation
 from app.selectors import conversation_get, conversation_messages, conversations_of
@@ -27,16 +30,23 @@ from app.serializers import (
     ConversationDetailOut,
     ConversationListOut,
     DocumentListOut,
+    DocumentUploadInput,
     ErrorOut,
+    IngestionJobOut,
     SearchInput,
     SearchOut,
 )
-from app.services import chat_refusal_record, chat_turn_record, data_access_record
+from app.services import (
+    chat_refusal_record,
+    chat_turn_record,
+    data_access_record,
+    document_upload,
+)
 from audit.models import EventType
 from broker.types import ProviderUnavailable, TokenDelta
 from orchestration.errors import Blocked
 from orchestration.pipeline import Answer, Turn, answer_stream, prepare_turn
-from retrieval.selectors import documents_visible_to, hybrid_search
+from retrieval.selectors import documents_visible_to, hybrid_search, ingestion_job_get
 
 log = get_logger("app.api")
 _ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut}
@@ -245,11 +255,58 @@ class SearchView(APIView):
         return Response(SearchOut({"results": hits}).data)
 
 
+def _csv(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
 class DocumentListView(APIView):
     permission_classes = [IsAuthenticated, HasScope]
     required_scope = "documents"
+    parser_classes = [MultiPartParser]
 
     @extend_schema(responses={200: DocumentListOut, **_ERRORS})
     def get(self, request: Request) -> Response:
         documents = documents_visible_to(principal_of(request)).order_by("title")
         return Response(DocumentListOut({"documents": documents}).data)
+
+    @extend_schema(
+        request={"multipart/form-data": DocumentUploadInput},
+        responses={202: IngestionJobOut, 413: ErrorOut, **_ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        """Upload a document for indexing (needs the `retrieval.add_document` permission;
+        nobody may classify a document above their own clearance)."""
+        principal = principal_of(request)
+        if not request.user.has_perm("retrieval.add_document"):
+            raise PermissionDenied("You may not add documents.")
+        data = DocumentUploadInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["file"]
+        if upload.size > settings.INGEST_MAX_BYTES:
+            raise PayloadTooLarge(settings.INGEST_MAX_BYTES)
+        tier = Tier.parse(data.validated_data["classification"])
+        if not principal.may_read(tier):
+            raise PermissionDenied("You may not classify a document above your clearance.")
+        job = document_upload(
+            principal=principal,
+            title=data.validated_data.get("title") or "",
+            classification=tier,
+            source_name=upload.name or "upload",
+            data=upload.read(),
+            allow_users=_csv(data.validated_data["allow_users"]),
+            allow_groups=_csv(data.validated_data["allow_groups"]),
+            all_authenticated=data.validated_data["all_authenticated"],
+        )
+        return Response(IngestionJobOut(job).data, status=202)
+
+
+class IngestionJobView(APIView):
+    permission_classes = [IsAuthenticated, HasScope]
+    required_scope = "documents"
+
+    @extend_schema(responses={200: IngestionJobOut, **_ERRORS})
+    def get(self, request: Request, job_id: int) -> Response:
+        job = ingestion_job_get(principal_of(request), job_id)
+        if job is None:
+            raise Http404
+        return Response(IngestionJobOut(job).data)

@@ -12,8 +12,17 @@ from rest_framework.response import Response
 from app.logs import get_logger
 from broker.types import ProviderUnavailable
 from orchestration.errors import InputRejected
+from retrieval.errors import IngestionRejected
 
 log = get_logger("app.errors")
+
+
+class PayloadTooLarge(drf.APIException):
+    status_code = 413
+    default_code = "payload_too_large"
+
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(f"The upload is larger than the {limit_bytes // (1024 * 1024)} MB limit.")
 
 
 def error_body(request: HttpRequest | None, code: str, detail: str) -> dict[str, str]:
@@ -48,6 +57,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         status, code, detail = 400, "malformed_request", "The request body is not valid JSON."
     elif isinstance(exc, drf.ValidationError):
         status, code, detail = 400, "invalid_request", _validation_detail(exc.detail)
+    elif isinstance(exc, IngestionRejected):
+        status, code, detail = 400, "rejected_document", str(exc)
+    elif isinstance(exc, drf.UnsupportedMediaType):
+        status, code, detail = 415, "unsupported_media_type", str(exc.detail)
     elif isinstance(exc, drf.Throttled):
         status, code, detail = 429, "rate_limited", "Too many requests."
         headers["Retry-After"] = str(int(getattr(exc, "wait", None) or 1))

@@ -117,3 +117,22 @@ class ErrorOut(serializers.Serializer):
     error = serializers.CharField()
     detail = serializers.CharField()
     request_id = serializers.CharField()
+
+
+class DocumentUploadInput(serializers.Serializer):
+    file = serializers.FileField()
+    title = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    classification = serializers.ChoiceField(
+        choices=["public", "internal", "confidential", "restricted"]
+    )
+    allow_users = serializers.CharField(required=False, allow_blank=True, default="")
+    allow_groups = serializers.CharField(required=False, allow_blank=True, default="")
+    all_authenticated = serializers.BooleanField(required=False, default=False)
+
+
+class IngestionJobOut(serializers.Serializer):
+    job = serializers.IntegerField(source="pk")
+    document = serializers.IntegerField(source="document_id")
+    state = serializers.CharField()
+    progress = serializers.IntegerField()
+    error = serializers.CharField(allow_blank=True)

@@ -15,11 +15,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from app.identity import ALL_SCOPES, Principal
+from app.identity import ALL_SCOPES, Principal, Tier
 from app.models import ApiToken, Citation, Conversation, Message, User
 from audit.models import EventType
 from audit.services import audit_record
 from orchestration.pipeline import Answer, Turn
+from retrieval.models import IngestionJob
+from retrieval.services import document_create, ingestion_submit
 
 TOKEN_PREFIX = "sgr_"  # noqa: S105 - a public prefix that makes leaked tokens greppable
 
@@ -235,3 +237,30 @@ def chat_refusal_record(*, principal: Principal, reason: str, message: str) -> N
         reason=reason,
         metadata={"prompt_hmac": prompt_hmac(message), "prompt_chars": len(message)},
     )
+
+
+def document_upload(
+    *,
+    principal: Principal,
+    title: str,
+    classification: Tier,
+    source_name: str,
+    data: bytes,
+    allow_users: list[str],
+    allow_groups: list[str],
+    all_authenticated: bool,
+) -> IngestionJob:
+    """Store an uploaded document and queue its indexing, in one transaction."""
+    with transaction.atomic():
+        document = document_create(
+            title=title,
+            classification=classification,
+            source_name=source_name,
+            data=data,
+            allow_users=allow_users,
+            allow_groups=allow_groups,
+            all_authenticated=all_authenticated,
+            actor_id=principal.user_id,
+            request_id=principal.request_id,
+        )
+        return ingestion_submit(document=document, actor_id=principal.user_id)

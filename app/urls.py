@@ -14,6 +14,7 @@ api_v1 = [
     ),
     path("search", api.SearchView.as_view(), name="api-search"),
     path("documents", api.DocumentListView.as_view(), name="api-documents"),
+    path("ingestion-jobs/<int:job_id>", api.IngestionJobView.as_view(), name="api-ingestion-job"),
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
 ]
 

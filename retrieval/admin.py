@@ -1,6 +1,33 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
 
-from retrieval.models import Document
+from retrieval.errors import IngestionRejected
+from retrieval.models import Document, IngestionJob
+from retrieval.services import ingestion_retry
+
+
+class IngestionJobInline(admin.TabularInline):
+    model = IngestionJob
+    extra = 0
+    can_delete = False
+    fields = ("state", "progress_bar", "error", "attempts", "created_at")
+    readonly_fields = fields
+
+    @admin.display(description="progress")
+    def progress_bar(self, job: IngestionJob) -> str:
+        return progress_bar(job)
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+def progress_bar(job: IngestionJob) -> str:
+    return format_html(
+        '<progress max="100" value="{}" title="{}%"></progress> {}%', job.progress, job.progress,
+        job.progress,
+    )  # fmt: skip
 
 
 @admin.register(Document)
@@ -17,3 +44,31 @@ class DocumentAdmin(admin.ModelAdmin):
     search_fields = ("title", "source_name")
     filter_horizontal = ("allowed_users", "allowed_groups")
     readonly_fields = ("source_name", "content_sha256", "version", "status", "error", "text")
+    inlines = [IngestionJobInline]
+
+
+@admin.register(IngestionJob)
+class IngestionJobAdmin(admin.ModelAdmin):
+    list_display = ("id", "document", "state", "progress_display", "attempts", "updated_at")
+    list_filter = ("state",)
+    readonly_fields = ("document", "state", "progress", "error", "attempts", "created_by_id")
+    actions = ["retry"]
+
+    @admin.display(description="progress")
+    def progress_display(self, job: IngestionJob) -> str:
+        return progress_bar(job)
+
+    @admin.action(description="Retry the selected failed jobs")
+    def retry(self, request: HttpRequest, queryset: QuerySet[IngestionJob]) -> None:
+        retried = 0
+        for job in queryset:
+            try:
+                ingestion_retry(job=job, actor_id=request.user.pk)
+                retried += 1
+            except IngestionRejected as exc:
+                self.message_user(request, f"job {job.pk}: {exc}", messages.WARNING)
+        if retried:
+            self.message_user(request, f"{retried} job(s) queued again")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

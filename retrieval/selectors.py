@@ -13,7 +13,7 @@ from pgvector.django import CosineDistance
 
 from app.identity import Principal, Tier
 from broker.embeddings import embed_query
-from retrieval.models import Chunk, Document
+from retrieval.models import Chunk, Document, IngestionJob
 
 HNSW_EF_SEARCH = 100
 RRF_K = 60  # the constant of Cormack et al.; dampens the weight of top ranks
@@ -136,3 +136,11 @@ def hybrid_search(principal: Principal, query: str, *, k: int) -> list[ChunkHit]
             rows.setdefault(row["id"], row)
     best = sorted(fused, key=lambda chunk_id: (-fused[chunk_id], chunk_id))[:k]
     return [_hit(rows[chunk_id], fused[chunk_id]) for chunk_id in best]
+
+
+def ingestion_job_get(principal: Principal, job_id: int) -> IngestionJob | None:
+    """A job its submitter (or staff) may follow; None for anyone else (404)."""
+    jobs = IngestionJob.objects.filter(pk=job_id)
+    if not principal.is_staff:
+        jobs = jobs.filter(created_by_id=principal.user_id)
+    return jobs.first()

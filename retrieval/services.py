@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -18,10 +18,11 @@ from audit.services import audit_record
 from broker.embeddings import embed_texts
 from retrieval import extract
 from retrieval.errors import IngestionRejected
-from retrieval.models import Chunk, Document
+from retrieval.models import Chunk, Document, IngestionJob
 
 CHUNK_SIZE_CHARS = 900
 CHUNK_OVERLAP_CHARS = 150
+EMBED_BATCH = 64
 
 
 def extract_text(*, name: str, data: bytes) -> str:
@@ -100,11 +101,19 @@ def document_create(
     return document
 
 
-def document_index(*, document_id: int) -> Document:
-    """Chunk and embed a document, replacing its chunks atomically."""
+def document_index(
+    *, document_id: int, on_progress: Callable[[int], None] | None = None
+) -> Document:
+    """Chunk and embed a document, replacing its chunks atomically: readers see the old
+    chunks or the new ones, never neither or both."""
+    report = on_progress or (lambda percent: None)
     document = Document.objects.get(pk=document_id)
     pieces = split_text(document.text)
-    vectors = embed_texts(pieces)
+    report(20)
+    vectors: list[list[float]] = []
+    for start in range(0, len(pieces), EMBED_BATCH):
+        vectors.extend(embed_texts(pieces[start : start + EMBED_BATCH]))
+        report(20 + int(70 * min(len(vectors), len(pieces)) / max(len(pieces), 1)))
     with transaction.atomic():
         Chunk.objects.filter(document=document).delete()
         Chunk.objects.bulk_create(
@@ -126,6 +135,49 @@ def _refresh_search_vectors(document_id: int) -> None:
 
 def document_mark_failed(*, document_id: int, error: str) -> None:
     Document.objects.filter(pk=document_id).update(status=Document.Status.FAILED, error=error[:300])
+
+
+def ingestion_submit(*, document: Document, actor_id: int | None) -> IngestionJob:
+    """Queue indexing of a stored document; the task is sent only once the job commits."""
+    from retrieval.tasks import run_ingestion_job  # tasks import services: break the cycle
+
+    job = IngestionJob.objects.create(document=document, created_by_id=actor_id)
+    transaction.on_commit(lambda: run_ingestion_job.delay(job.pk))
+    return job
+
+
+def ingestion_run(*, job_id: int) -> IngestionJob:
+    """Run one job to the end. Failures are recorded on the job, never raised further."""
+    job = IngestionJob.objects.select_related("document").get(pk=job_id)
+    if job.state == IngestionJob.State.SUCCEEDED:
+        return job  # a redelivered message: nothing to do
+    IngestionJob.objects.filter(pk=job.pk).update(
+        state=IngestionJob.State.RUNNING, progress=5, error="", attempts=job.attempts + 1
+    )
+
+    def progress(percent: int) -> None:
+        IngestionJob.objects.filter(pk=job.pk).update(progress=min(percent, 99))
+
+    try:
+        document_index(document_id=job.document_id, on_progress=progress)
+    except Exception as exc:
+        reason = str(exc) if isinstance(exc, IngestionRejected) else type(exc).__name__
+        document_mark_failed(document_id=job.document_id, error=f"indexing failed: {reason}")
+        IngestionJob.objects.filter(pk=job.pk).update(
+            state=IngestionJob.State.FAILED, error=f"indexing failed: {reason}"[:300]
+        )
+    else:
+        IngestionJob.objects.filter(pk=job.pk).update(
+            state=IngestionJob.State.SUCCEEDED, progress=100
+        )
+    job.refresh_from_db()
+    return job
+
+
+def ingestion_retry(*, job: IngestionJob, actor_id: int | None) -> IngestionJob:
+    if job.state != IngestionJob.State.FAILED:
+        raise IngestionRejected("only a failed job can be retried")
+    return ingestion_submit(document=job.document, actor_id=actor_id)
 
 
 def document_acl_update(

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from retrieval.services import document_index, document_mark_failed
+from retrieval.services import ingestion_run
 
 
-@shared_task(name="retrieval.index_document", acks_late=True)
-def index_document(document_id: int) -> int:
-    try:
-        document_index(document_id=document_id)
-    except Exception as exc:
-        document_mark_failed(
-            document_id=document_id, error=f"indexing failed: {type(exc).__name__}"
-        )
-        raise
-    return document_id
+@shared_task(name="retrieval.run_ingestion_job", acks_late=True)
+def run_ingestion_job(job_id: int) -> str:
+    return ingestion_run(job_id=job_id).state

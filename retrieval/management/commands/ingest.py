@@ -1,6 +1,5 @@
 import time
 from argparse import ArgumentParser
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -9,9 +8,8 @@ from django.db import transaction
 
 from app.identity import Tier
 from retrieval.errors import IngestionRejected
-from retrieval.models import Document
-from retrieval.services import document_create
-from retrieval.tasks import index_document
+from retrieval.models import IngestionJob
+from retrieval.services import document_create, ingestion_submit
 
 
 def _csv(value: str) -> list[str]:
@@ -51,7 +49,7 @@ class Command(BaseCommand):
             tier = Tier.parse(options["classification"])
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        documents = []
+        jobs = []
         # All files or none: one rejected file rolls back the others, and indexing is only
         # queued once every document is committed.
         try:
@@ -66,26 +64,23 @@ class Command(BaseCommand):
                         allow_groups=_csv(options["allow_groups"]),
                         all_authenticated=options["all_authenticated"],
                     )
-                    transaction.on_commit(partial(index_document.delay, document.pk))
-                    documents.append(document)
+                    jobs.append(ingestion_submit(document=document, actor_id=None))
         except IngestionRejected as exc:
             raise CommandError(str(exc)) from None
         if not options["wait"]:
-            for document in documents:
-                self.stdout.write(f"{document.pk} queued")
+            for job in jobs:
+                self.stdout.write(f"{job.document_id} queued (job {job.pk})")
             return
         deadline = time.monotonic() + options["timeout"]
-        for document in documents:
-            while True:
-                document.refresh_from_db(fields=["status", "error"])
-                if document.status != Document.Status.PENDING:
-                    break
+        for job in jobs:
+            while job.state in {IngestionJob.State.QUEUED, IngestionJob.State.RUNNING}:
                 if time.monotonic() > deadline:
                     raise CommandError(
-                        f"document {document.pk} not indexed after {options['timeout']}s "
+                        f"document {job.document_id} not indexed after {options['timeout']}s "
                         "(is a Celery worker running?)"
                     )
                 time.sleep(0.2)
-            if document.status == Document.Status.FAILED:
-                raise CommandError(f"document {document.pk} failed: {document.error}")
-            self.stdout.write(str(document.pk))
+                job.refresh_from_db(fields=["state", "error", "progress"])
+            if job.state == IngestionJob.State.FAILED:
+                raise CommandError(f"document {job.document_id} failed: {job.error}")
+            self.stdout.write(str(job.document_id))
