@@ -46,7 +46,7 @@ from audit.models import EventType
 from broker.types import ProviderUnavailable, TokenDelta
 from orchestration.errors import Blocked
 from orchestration.pipeline import Answer, Turn, answer_stream, prepare_turn
-from retrieval.selectors import documents_visible_to, hybrid_search, ingestion_job_get
+from retrieval.selectors import documents_list, hybrid_search, ingestion_job_get
 
 log = get_logger("app.api")
 _ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut}
@@ -266,7 +266,7 @@ class DocumentListView(APIView):
 
     @extend_schema(responses={200: DocumentListOut, **_ERRORS})
     def get(self, request: Request) -> Response:
-        documents = documents_visible_to(principal_of(request)).order_by("title")
+        documents = documents_list(principal_of(request))
         return Response(DocumentListOut({"documents": documents}).data)
 
     @extend_schema(

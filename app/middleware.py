@@ -13,8 +13,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from app.logs import get_logger
 from app.selectors import principal_for
 from app.services import token_authenticate, user_log_hash
+from retrieval.rls import privileged_scope
 
 log = get_logger("app.request")
+ADMIN_PREFIX = "/admin/"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 Handler = Callable[[HttpRequest], HttpResponse]
@@ -91,4 +93,19 @@ class PrincipalMiddleware:
         request.principal = principal  # type: ignore[attr-defined]
         if principal is not None:
             structlog.contextvars.bind_contextvars(user=user_log_hash(principal.user_id))
+        return self.get_response(request)
+
+
+class AdminDataScopeMiddleware:
+    """Staff in Django admin manage every document: their requests run in one transaction
+    inside the explicit privileged row-level-security scope. Nobody else's do."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if request.path.startswith(ADMIN_PREFIX) and user is not None and user.is_staff:
+            with privileged_scope("staff in Django admin"):
+                return self.get_response(request)
         return self.get_response(request)

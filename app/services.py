@@ -263,4 +263,4 @@ def document_upload(
             actor_id=principal.user_id,
             request_id=principal.request_id,
         )
-        return ingestion_submit(document=document, actor_id=principal.user_id)
+        return ingestion_submit(document_id=document.pk, actor_id=principal.user_id)

@@ -16,7 +16,7 @@ from app.selectors import conversation_get, conversation_messages, conversations
 from app.services import data_access_record
 from audit.models import EventType
 from broker.services import usable_provider_count
-from retrieval.selectors import document_get_visible
+from retrieval.selectors import database_role_is_rls_subject, document_get_visible
 
 
 def _principal(request: HttpRequest) -> Principal:
@@ -87,6 +87,14 @@ def _check_database() -> bool:
         return False
 
 
+def _check_rls_enforced() -> bool:
+    """Fail closed: a database role that bypasses row-level security is not ready."""
+    try:
+        return database_role_is_rls_subject()
+    except Exception:
+        return False
+
+
 def _check_redis() -> bool:
     try:
         return bool(redis_client().ping())
@@ -99,6 +107,7 @@ def _check_redis() -> bool:
 def readyz(request: HttpRequest) -> JsonResponse:
     checks = {
         "database": _check_database(),
+        "row_level_security": _check_rls_enforced(),
         "redis": _check_redis(),
         "provider": usable_provider_count() > 0,
     }

@@ -32,6 +32,25 @@ STATE_FILE = VAR / "services.json"
 PGDATA = VAR / "pgdata"
 REDIS_DIR = VAR / "redis"
 DB_NAME = "app"
+APP_ROLE = "app"
+_ROLE_SQL = f"""
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
+    CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS CREATEDB NOCREATEROLE;
+  END IF;
+END $$;
+"""
+# Databases made before the role split hold tables owned by the superuser: hand them over.
+_APP_DB_SQL = f"""
+CREATE EXTENSION IF NOT EXISTS vector;
+ALTER SCHEMA public OWNER TO {APP_ROLE};
+DO $$ DECLARE r record; BEGIN
+  FOR r IN SELECT tablename FROM pg_tables
+           WHERE schemaname = 'public' AND tableowner <> '{APP_ROLE}' LOOP
+    EXECUTE format('ALTER TABLE public.%I OWNER TO {APP_ROLE}', r.tablename);
+  END LOOP;
+END $$;
+"""  # noqa: S608 - built from constants only
 # Unix socket paths are limited to 107 bytes on Linux; long checkout paths fall back to
 # a short per-checkout directory under the system temp dir.
 _SOCKET_PATH_MAX = 100
@@ -112,12 +131,20 @@ def start_postgres() -> tuple[str, bool]:
     info = server.get_postmaster_info()
     socket_dir = info.socket_dir
     admin_uri = server.get_uri()
+    # The server's own superuser bypasses row-level security, so the application connects
+    # as APP_ROLE: no superuser, no BYPASSRLS; it owns its tables, which are FORCE'd under
+    # RLS. pgvector is not a trusted extension: the superuser installs it here (template1
+    # too, so test databases created by APP_ROLE have it).
+    psql([admin_uri, "-v", "ON_ERROR_STOP=1", "-c", _ROLE_SQL])
     exists = psql(
         [admin_uri, "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'"]  # noqa: S608 - constant
     ).strip()
     if exists != "1":
-        psql([admin_uri, "-c", f"CREATE DATABASE {DB_NAME}"])
-    return f"postgresql://postgres@/{DB_NAME}?host={socket_dir}", not already
+        psql([admin_uri, "-c", f"CREATE DATABASE {DB_NAME} OWNER {APP_ROLE}"])
+    psql([admin_uri, "-c", f"ALTER DATABASE {DB_NAME} OWNER TO {APP_ROLE}"])
+    psql([server.get_uri(database="template1"), "-c", "CREATE EXTENSION IF NOT EXISTS vector"])
+    psql([server.get_uri(database=DB_NAME), "-v", "ON_ERROR_STOP=1", "-c", _APP_DB_SQL])
+    return f"postgresql://{APP_ROLE}@/{DB_NAME}?host={socket_dir}", not already
 
 
 def stop_postgres() -> None:

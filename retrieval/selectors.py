@@ -1,5 +1,7 @@
 """Reads. Every read of documents or chunks takes the Principal and applies the ACL in SQL:
-clearance >= tier AND (granted to the user OR to one of their groups OR to everyone)."""
+clearance >= tier AND (granted to the user OR to one of their groups OR to everyone) —
+and runs inside `principal_scope`, so PostgreSQL's row-level security enforces the same
+rule again underneath (retrieval/rls.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.postgres.search import SearchQuery, SearchRank
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from pgvector.django import CosineDistance
 
 from app.identity import Principal, Tier
 from broker.embeddings import embed_query
 from retrieval.models import Chunk, Document, IngestionJob
+from retrieval.rls import principal_scope
 
 HNSW_EF_SEARCH = 100
 RRF_K = 60  # the constant of Cormack et al.; dampens the weight of top ranks
@@ -22,6 +25,8 @@ RRF_MIN_DEPTH = 20
 
 
 def documents_visible_to(principal: Principal) -> QuerySet[Document]:
+    """The ACL as a queryset, for composing inside a principal scope (it is lazy: evaluate
+    it inside `principal_scope`, or use one of the selectors below)."""
     user_grant = Document.allowed_users.through.objects.filter(
         document_id=OuterRef("pk"), user_id=principal.user_id
     )
@@ -36,15 +41,22 @@ def documents_visible_to(principal: Principal) -> QuerySet[Document]:
 
 def document_get_visible(principal: Principal, document_id: int) -> Document | None:
     """The document if this principal may read it; None otherwise (callers answer 404)."""
-    return documents_visible_to(principal).filter(pk=document_id).first()
+    with principal_scope(principal):
+        return documents_visible_to(principal).filter(pk=document_id).first()
+
+
+def documents_list(principal: Principal) -> list[Document]:
+    with principal_scope(principal):
+        return list(documents_visible_to(principal).order_by("title", "id"))
 
 
 def visible_document_ids(principal: Principal, document_ids: set[int]) -> set[int]:
     if not document_ids:
         return set()
-    return set(
-        documents_visible_to(principal).filter(pk__in=document_ids).values_list("pk", flat=True)
-    )
+    with principal_scope(principal):
+        return set(
+            documents_visible_to(principal).filter(pk__in=document_ids).values_list("pk", flat=True)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +97,14 @@ def _visible_chunks(principal: Principal) -> QuerySet[Chunk]:
 
 
 def _dense_rows(principal: Principal, query_embedding: list[float], depth: int) -> list[dict]:
-    """Nearest chunks by cosine distance (HNSW), ACL-filtered. Call inside a transaction."""
+    """Nearest chunks by cosine distance (HNSW), ACL-filtered. Call inside a scope."""
     with connection.cursor() as cursor:
         # pgvector 0.8: keep scanning the HNSW graph until `depth` rows pass the ACL filter.
-        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(HNSW_EF_SEARCH, depth)])
+        cursor.execute(
+            "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+            " set_config('hnsw.ef_search', %s, true)",
+            [str(max(HNSW_EF_SEARCH, depth))],
+        )
     rows = list(
         _visible_chunks(principal)
         .annotate(distance=CosineDistance("embedding", query_embedding))
@@ -114,7 +129,7 @@ def _lexical_rows(principal: Principal, query: str, depth: int) -> list[dict]:
 
 def chunks_search(principal: Principal, query_embedding: list[float], *, k: int) -> list[ChunkHit]:
     """Top-k chunks by cosine similarity among those the principal may read."""
-    with transaction.atomic():
+    with principal_scope(principal):
         rows = _dense_rows(principal, query_embedding, k)
     return [_hit(r, 1.0 - float(r["distance"])) for r in rows]
 
@@ -125,7 +140,7 @@ def hybrid_search(principal: Principal, query: str, *, k: int) -> list[ChunkHit]
     carry the ACL filter; the score is the fused RRF score."""
     depth = max(RRF_DEPTH_FACTOR * k, RRF_MIN_DEPTH)
     embedding = embed_query(query)
-    with transaction.atomic():
+    with principal_scope(principal):
         dense = _dense_rows(principal, embedding, depth)
         lexical = _lexical_rows(principal, query, depth)
     fused: dict[int, float] = {}
@@ -144,3 +159,17 @@ def ingestion_job_get(principal: Principal, job_id: int) -> IngestionJob | None:
     if not principal.is_staff:
         jobs = jobs.filter(created_by_id=principal.user_id)
     return jobs.first()
+
+
+def database_role_is_rls_subject() -> bool:
+    """True when the connected role is subject to row-level security (no superuser, no
+    BYPASSRLS) and both tables force it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT r.rolsuper, r.rolbypassrls,"
+            " (SELECT bool_and(c.relrowsecurity AND c.relforcerowsecurity) FROM pg_class c"
+            "  WHERE c.relname IN ('retrieval_document', 'retrieval_chunk'))"
+            " FROM pg_roles r WHERE r.rolname = current_user"
+        )
+        row = cursor.fetchone()
+    return row is not None and not row[0] and not row[1] and bool(row[2])

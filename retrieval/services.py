@@ -19,6 +19,7 @@ from broker.embeddings import embed_texts
 from retrieval import extract
 from retrieval.errors import IngestionRejected
 from retrieval.models import Chunk, Document, IngestionJob
+from retrieval.rls import privileged_scope
 
 CHUNK_SIZE_CHARS = 900
 CHUNK_OVERLAP_CHARS = 150
@@ -72,7 +73,7 @@ def document_create(
     """Validate and store a document (state `pending`); indexing happens in `document_index`."""
     text = extract_text(name=source_name, data=data)
     users, groups = _resolve_acl(allow_users, allow_groups)
-    with transaction.atomic():
+    with privileged_scope("store an ingested document"):
         document = Document.objects.create(
             title=title.strip()[:300] or source_name,
             classification=classification,
@@ -107,14 +108,15 @@ def document_index(
     """Chunk and embed a document, replacing its chunks atomically: readers see the old
     chunks or the new ones, never neither or both."""
     report = on_progress or (lambda percent: None)
-    document = Document.objects.get(pk=document_id)
+    with privileged_scope("index a document"):
+        document = Document.objects.get(pk=document_id)
     pieces = split_text(document.text)
     report(20)
     vectors: list[list[float]] = []
     for start in range(0, len(pieces), EMBED_BATCH):
         vectors.extend(embed_texts(pieces[start : start + EMBED_BATCH]))
         report(20 + int(70 * min(len(vectors), len(pieces)) / max(len(pieces), 1)))
-    with transaction.atomic():
+    with privileged_scope("replace a document's chunks"):
         Chunk.objects.filter(document=document).delete()
         Chunk.objects.bulk_create(
             Chunk(document=document, position=i, text=text, embedding=vector)
@@ -134,21 +136,24 @@ def _refresh_search_vectors(document_id: int) -> None:
 
 
 def document_mark_failed(*, document_id: int, error: str) -> None:
-    Document.objects.filter(pk=document_id).update(status=Document.Status.FAILED, error=error[:300])
+    with privileged_scope("record an indexing failure"):
+        Document.objects.filter(pk=document_id).update(
+            status=Document.Status.FAILED, error=error[:300]
+        )
 
 
-def ingestion_submit(*, document: Document, actor_id: int | None) -> IngestionJob:
+def ingestion_submit(*, document_id: int, actor_id: int | None) -> IngestionJob:
     """Queue indexing of a stored document; the task is sent only once the job commits."""
     from retrieval.tasks import run_ingestion_job  # tasks import services: break the cycle
 
-    job = IngestionJob.objects.create(document=document, created_by_id=actor_id)
+    job = IngestionJob.objects.create(document_id=document_id, created_by_id=actor_id)
     transaction.on_commit(lambda: run_ingestion_job.delay(job.pk))
     return job
 
 
 def ingestion_run(*, job_id: int) -> IngestionJob:
     """Run one job to the end. Failures are recorded on the job, never raised further."""
-    job = IngestionJob.objects.select_related("document").get(pk=job_id)
+    job = IngestionJob.objects.get(pk=job_id)
     if job.state == IngestionJob.State.SUCCEEDED:
         return job  # a redelivered message: nothing to do
     IngestionJob.objects.filter(pk=job.pk).update(
@@ -177,7 +182,7 @@ def ingestion_run(*, job_id: int) -> IngestionJob:
 def ingestion_retry(*, job: IngestionJob, actor_id: int | None) -> IngestionJob:
     if job.state != IngestionJob.State.FAILED:
         raise IngestionRejected("only a failed job can be retried")
-    return ingestion_submit(document=job.document, actor_id=actor_id)
+    return ingestion_submit(document_id=job.document_id, actor_id=actor_id)
 
 
 def document_acl_update(
@@ -191,7 +196,7 @@ def document_acl_update(
 ) -> Document:
     """Replace a document's ACL; effective on the next query, no re-indexing."""
     users, groups = _resolve_acl(allow_users, allow_groups)
-    with transaction.atomic():
+    with privileged_scope("change a document's ACL"):
         old = {
             "users": sorted(document.allowed_users.values_list("pk", flat=True)),
             "groups": sorted(document.allowed_groups.values_list("pk", flat=True)),

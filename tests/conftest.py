@@ -10,12 +10,27 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.db.backends.signals import connection_created
 from django.test import Client
 
 from app.identity import ALL_SCOPES, Principal
 from app.models import User
 from app.selectors import principal_for
 from app.services import token_issue
+
+
+def _test_code_sees_all_rows(sender: Any, connection: Any, **kwargs: Any) -> None:
+    """Row-level security shows nothing outside a scope. Test code itself (the main thread)
+    reads fixtures directly, so its connection starts in the privileged mode; the code under
+    test still sets its own principal scopes, and servers and workers started by tests run
+    in other threads, on connections without this (tests/retrieval/test_rls.py proves
+    the rule on both)."""
+    if threading.current_thread() is threading.main_thread():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('app.rls_mode', 'privileged', false)")
+
+
+connection_created.connect(_test_code_sees_all_rows, dispatch_uid="tests-rls-privileged")
 
 
 @pytest.fixture

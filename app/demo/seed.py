@@ -15,6 +15,7 @@ from django.db import transaction
 from app.identity import Tier
 from app.models import User
 from retrieval.models import Document
+from retrieval.rls import privileged_scope
 from retrieval.services import document_create, document_index
 
 CORPUS_DIR = Path(__file__).parent / "corpus"
@@ -112,4 +113,5 @@ def _seed_documents() -> int:
 def seed_demo() -> int:
     """Create the demo accounts and corpus; return how many documents were added."""
     _seed_accounts()
-    return _seed_documents()
+    with privileged_scope("seed the demo corpus"):
+        return _seed_documents()

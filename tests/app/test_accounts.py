@@ -127,12 +127,17 @@ def test_healthz_is_ok(client, db):
     assert "no-cache" in response["Cache-Control"]
 
 
-def test_readyz_checks_database_redis_and_provider(client, db):
+def test_readyz_checks_database_rls_redis_and_provider(client, db):
     response = client.get("/readyz")
     assert response.status_code == 200, response.content
     assert response.json() == {
         "status": "ready",
-        "checks": {"database": True, "redis": True, "provider": True},
+        "checks": {
+            "database": True,
+            "row_level_security": True,
+            "redis": True,
+            "provider": True,
+        },
     }
 
 

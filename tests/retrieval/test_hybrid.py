@@ -53,5 +53,6 @@ def test_hybrid_search_query_count_is_constant(principal_of, django_assert_num_q
     principal = principal_of("carol")
     hybrid_search(principal, "warm up", k=1)  # the model loads once per process
     for k in (1, 10):
-        with django_assert_num_queries(6):  # savepoint, 2 SET LOCAL, dense, lexical, release
+        # savepoint, RLS scope on, HNSW settings, dense, lexical, RLS scope restored, release
+        with django_assert_num_queries(7):
             hybrid_search(principal, "travel per diem hotel", k=k)

@@ -91,7 +91,7 @@ def test_job_is_visible_to_its_submitter_and_staff_only(client, bearer, user_nam
     document = document_create(
         title="t", classification=Tier.PUBLIC, source_name="t.md", data=b"some text here"
     )
-    job = ingestion_submit(document=document, actor_id=user_named("carol").pk)
+    job = ingestion_submit(document_id=document.pk, actor_id=user_named("carol").pk)
     assert client.get(f"/api/v1/ingestion-jobs/{job.pk}", **bearer("carol")).status_code == 200
     assert client.get(f"/api/v1/ingestion-jobs/{job.pk}", **bearer("admin")).status_code == 200
     assert client.get(f"/api/v1/ingestion-jobs/{job.pk}", **bearer("bob")).status_code == 404
@@ -102,7 +102,7 @@ def test_failed_job_records_why_and_can_be_retried(settings, tmp_path):
     document = document_create(
         title="t", classification=Tier.PUBLIC, source_name="t.md", data=b"retry me, please"
     )
-    job = ingestion_submit(document=document, actor_id=None)
+    job = ingestion_submit(document_id=document.pk, actor_id=None)
     settings.EMBEDDING_MODEL_DIR = str(tmp_path)  # no weights there: indexing must fail
     failed = ingestion_run(job_id=job.pk)
     assert failed.state == IngestionJob.State.FAILED
@@ -112,7 +112,7 @@ def test_failed_job_records_why_and_can_be_retried(settings, tmp_path):
 
     settings.EMBEDDING_MODEL_DIR = ""
     with pytest.raises(IngestionRejected, match="only a failed job"):
-        ingestion_retry(job=IngestionJob.objects.create(document=document), actor_id=None)
+        ingestion_retry(job=IngestionJob.objects.create(document_id=document.pk), actor_id=None)
     retried = ingestion_run(job_id=ingestion_retry(job=failed, actor_id=None).pk)
     assert retried.state == IngestionJob.State.SUCCEEDED
     document.refresh_from_db()

@@ -64,7 +64,7 @@ class Command(BaseCommand):
                         allow_groups=_csv(options["allow_groups"]),
                         all_authenticated=options["all_authenticated"],
                     )
-                    jobs.append(ingestion_submit(document=document, actor_id=None))
+                    jobs.append(ingestion_submit(document_id=document.pk, actor_id=None))
         except IngestionRejected as exc:
             raise CommandError(str(exc)) from None
         if not options["wait"]:
