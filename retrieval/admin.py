@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -5,7 +7,7 @@ from django.utils.html import format_html
 
 from retrieval.errors import IngestionRejected
 from retrieval.models import Document, IngestionJob
-from retrieval.services import ingestion_retry
+from retrieval.services import acl_change_record, acl_snapshot, document_delete, ingestion_retry
 
 
 class IngestionJobInline(admin.TabularInline):
@@ -45,6 +47,33 @@ class DocumentAdmin(admin.ModelAdmin):
     filter_horizontal = ("allowed_users", "allowed_groups")
     readonly_fields = ("source_name", "content_sha256", "version", "status", "error", "text")
     inlines = [IngestionJobInline]
+
+    # Tier and ACL edits are audited with old and new values, in the request's transaction
+    # (AdminDataScopeMiddleware): snapshot before the save, record after the M2M save.
+    def save_model(self, request: HttpRequest, obj: Document, form: Any, change: bool) -> None:
+        # Kept on the request: the ModelAdmin instance is shared by concurrent requests.
+        request._document_acl_before = acl_snapshot(obj.pk) if change else None  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        before = getattr(request, "_document_acl_before", None)
+        if before is not None:
+            acl_change_record(
+                document_id=form.instance.pk,
+                old=before,
+                actor_id=request.user.pk,
+                request_id=getattr(request, "request_id", ""),
+            )
+
+    def delete_model(self, request: HttpRequest, obj: Document) -> None:
+        document_delete(
+            document=obj, actor_id=request.user.pk, request_id=getattr(request, "request_id", "")
+        )
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
+        for document in queryset:
+            self.delete_model(request, document)
 
 
 @admin.register(IngestionJob)

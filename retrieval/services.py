@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -185,6 +186,51 @@ def ingestion_retry(*, job: IngestionJob, actor_id: int | None) -> IngestionJob:
     return ingestion_submit(document_id=job.document_id, actor_id=actor_id)
 
 
+def acl_snapshot(document_id: int) -> dict[str, Any]:
+    """A document's access settings as stored now (for old/new audit records)."""
+    with privileged_scope("read a document's ACL for the audit trail"):
+        row = Document.objects.filter(pk=document_id).values("classification", "all_authenticated")[
+            0
+        ]
+        return {
+            "tier": Tier(row["classification"]).label,
+            "all_authenticated": row["all_authenticated"],
+            "users": sorted(
+                Document.allowed_users.through.objects.filter(document_id=document_id).values_list(
+                    "user_id", flat=True
+                )
+            ),
+            "groups": sorted(
+                Document.allowed_groups.through.objects.filter(document_id=document_id).values_list(
+                    "group_id", flat=True
+                )
+            ),
+        }
+
+
+def acl_change_record(
+    *,
+    document_id: int,
+    old: dict[str, Any],
+    actor_id: int | None,
+    request_id: str = "",
+) -> bool:
+    """Audit a change of tier or ACL (old/new) if there was one; call it last, inside the
+    transaction that made the change. Returns whether anything changed."""
+    new = acl_snapshot(document_id)
+    if new == old:
+        return False
+    audit_record(
+        event_type=EventType.ACL_CHANGED,
+        actor_id=actor_id,
+        request_id=request_id,
+        subject=f"document:{document_id}",
+        decision="changed",
+        metadata={"old": old, "new": new},
+    )
+    return True
+
+
 def document_acl_update(
     *,
     document: Document,
@@ -197,26 +243,29 @@ def document_acl_update(
     """Replace a document's ACL; effective on the next query, no re-indexing."""
     users, groups = _resolve_acl(allow_users, allow_groups)
     with privileged_scope("change a document's ACL"):
-        old = {
-            "users": sorted(document.allowed_users.values_list("pk", flat=True)),
-            "groups": sorted(document.allowed_groups.values_list("pk", flat=True)),
-            "all_authenticated": document.all_authenticated,
-        }
+        old = acl_snapshot(document.pk)
         document.allowed_users.set(users)
         document.allowed_groups.set(groups)
         document.all_authenticated = all_authenticated
         document.save(update_fields=["all_authenticated", "updated_at"])
-        new = {
-            "users": users,
-            "groups": groups,
-            "all_authenticated": all_authenticated,
-        }
-        audit_record(
-            event_type=EventType.ACL_CHANGED,
-            actor_id=actor_id,
-            request_id=request_id,
-            subject=f"document:{document.pk}",
-            decision="changed",
-            metadata={"old": old, "new": new},
+        acl_change_record(
+            document_id=document.pk, old=old, actor_id=actor_id, request_id=request_id
         )
     return document
+
+
+def document_delete(*, document: Document, actor_id: int | None, request_id: str = "") -> None:
+    """Delete a document and its chunks; citations to it then show as no longer available."""
+    with privileged_scope("delete a document"):
+        snapshot = acl_snapshot(document.pk)
+        document_id = document.pk
+        chunks = Chunk.objects.filter(document_id=document_id).count()
+        document.delete()
+        audit_record(
+            event_type=EventType.DOCUMENT_DELETED,
+            actor_id=actor_id,
+            request_id=request_id,
+            subject=f"document:{document_id}",
+            decision="deleted",
+            metadata={"acl": snapshot, "chunks": chunks},
+        )
