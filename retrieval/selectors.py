@@ -8,9 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.db import connection
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Exists, Expression, F, OuterRef, Q, QuerySet, Value
 from pgvector.django import CosineDistance
 
 from app.identity import Principal, Tier
@@ -96,19 +97,41 @@ def _visible_chunks(principal: Principal) -> QuerySet[Chunk]:
     return Chunk.objects.filter(document__in=documents_visible_to(principal))
 
 
+def dense_plan(principal: Principal) -> str:
+    """'exact' when the principal may see few chunks, else 'hnsw'. Call inside a scope.
+
+    A filtered HNSW scan walks the graph until enough rows pass the ACL filter; when only a
+    sliver of the corpus is visible it gives up (hnsw.max_scan_tuples) with fewer than k
+    rows and poor recall. Exact distance over a few thousand permitted rows is both cheaper
+    and perfect. The count is bounded, so it never costs more than the threshold."""
+    threshold = settings.RETRIEVAL_EXACT_THRESHOLD
+    if threshold <= 0:
+        return "hnsw"
+    visible = _visible_chunks(principal).values("id")[: threshold + 1].count()
+    return "exact" if visible <= threshold else "hnsw"
+
+
 def _dense_rows(principal: Principal, query_embedding: list[float], depth: int) -> list[dict]:
-    """Nearest chunks by cosine distance (HNSW), ACL-filtered. Call inside a scope."""
-    with connection.cursor() as cursor:
-        # pgvector 0.8: keep scanning the HNSW graph until `depth` rows pass the ACL filter.
-        cursor.execute(
-            "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
-            " set_config('hnsw.ef_search', %s, true)",
-            [str(max(HNSW_EF_SEARCH, depth))],
-        )
+    """Nearest chunks by cosine distance, ACL-filtered, by the plan that keeps recall.
+    Call inside a scope."""
+    distance = CosineDistance("embedding", query_embedding)
+    order: Expression
+    if dense_plan(principal) == "exact":
+        # "+ 0" hides the operator from the planner: no index scan, exact ordering.
+        order = distance + Value(0.0)
+    else:
+        order = distance
+        with connection.cursor() as cursor:
+            # pgvector 0.8: keep scanning the graph until `depth` rows pass the ACL filter.
+            cursor.execute(
+                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+                " set_config('hnsw.ef_search', %s, true)",
+                [str(max(HNSW_EF_SEARCH, depth))],
+            )
     rows = list(
         _visible_chunks(principal)
-        .annotate(distance=CosineDistance("embedding", query_embedding))
-        .order_by("distance")
+        .annotate(distance=distance, ordering=order)
+        .order_by("ordering", "id")
         .values(*_HIT_FIELDS, "distance")[:depth]
     )
     rows.sort(key=lambda r: r["distance"])  # relaxed_order may return them slightly out of order

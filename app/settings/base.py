@@ -209,6 +209,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep the JSON logging configured bel
 
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 4000)
 RETRIEVAL_TOP_K = env_int("RETRIEVAL_TOP_K", 5)
+# Below this many visible chunks, dense search is exact instead of HNSW (0: always HNSW).
+RETRIEVAL_EXACT_THRESHOLD = env_int("RETRIEVAL_EXACT_THRESHOLD", 5000)
 INGEST_MAX_BYTES = env_int("INGEST_MAX_BYTES", 20 * 1024 * 1024)
 RETRIEVAL_MAX_K = 50
 API_TOKEN_DEFAULT_TTL_S = env_int("API_TOKEN_DEFAULT_TTL_S", 900)

@@ -53,6 +53,39 @@ def test_hybrid_search_query_count_is_constant(principal_of, django_assert_num_q
     principal = principal_of("carol")
     hybrid_search(principal, "warm up", k=1)  # the model loads once per process
     for k in (1, 10):
-        # savepoint, RLS scope on, HNSW settings, dense, lexical, RLS scope restored, release
+        # savepoint, RLS scope on, plan count, dense, lexical, RLS scope restored, release
         with django_assert_num_queries(7):
             hybrid_search(principal, "travel per diem hotel", k=k)
+
+
+@pytest.mark.usefixtures("demo")
+def test_dense_plan_is_exact_below_the_threshold_and_hnsw_above(principal_of, settings):
+    from retrieval.rls import principal_scope
+    from retrieval.selectors import _visible_chunks, dense_plan
+
+    carol, bob = principal_of("carol"), principal_of("bob")
+    with principal_scope(carol):
+        carol_visible = _visible_chunks(carol).count()
+    with principal_scope(bob):
+        bob_visible = _visible_chunks(bob).count()
+    assert bob_visible < carol_visible
+    settings.RETRIEVAL_EXACT_THRESHOLD = bob_visible  # bob at the threshold, carol above
+    with principal_scope(bob):
+        assert dense_plan(bob) == "exact"
+    with principal_scope(carol):
+        assert dense_plan(carol) == "hnsw"
+    settings.RETRIEVAL_EXACT_THRESHOLD = 0
+    with principal_scope(bob):
+        assert dense_plan(bob) == "hnsw"
+
+
+@pytest.mark.usefixtures("demo")
+def test_exact_and_hnsw_plans_agree_on_a_small_corpus(principal_of, settings):
+    carol = principal_of("carol")
+    vector = embed_query("How are vendor payments approved?")
+    settings.RETRIEVAL_EXACT_THRESHOLD = 100_000
+    exact = [h.chunk_id for h in chunks_search(carol, vector, k=5)]
+    settings.RETRIEVAL_EXACT_THRESHOLD = 0
+    approximate = [h.chunk_id for h in chunks_search(carol, vector, k=5)]
+    assert exact == approximate
+    assert len(exact) == 5
