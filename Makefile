@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum requirements.lock | cut -c1-16)
 
-.PHONY: run test stop lint fmt lock venv services browser-deps clean
+.PHONY: run test stop lint fmt lock venv services browser-deps clean bench-retrieval
 
 venv: $(STAMP)
 
@@ -25,6 +25,10 @@ run: venv
 ## The whole test suite against real PostgreSQL + pgvector and Redis.
 test: venv browser-deps
 	$(BIN)/python -m infra.run test $(PYTEST_ARGS)
+
+## Filtered vector search: recall, rows and latency per strategy (SIZE=100000 by default).
+bench-retrieval: venv
+	SIZE=$(or $(SIZE),100000) $(BIN)/python -m infra.run script bench/bench_retrieval.py
 
 ## Stop the embedded servers this checkout started (after a killed run, say).
 stop:

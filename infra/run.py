@@ -141,13 +141,22 @@ def test(pytest_args: list[str]) -> int:
     return result.returncode
 
 
+def script(path: str, args: list[str]) -> int:
+    """Run a Python script (a benchmark, say) with the embedded services up."""
+    with embedded_services():
+        result = subprocess.run([str(BIN / "python"), path, *args], cwd=ROOT, check=False)  # noqa: S603
+    return result.returncode
+
+
 def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else ""
     if command == "serve":
         return serve()
     if command == "test":
         return test(argv[2:])
-    print("usage: python -m infra.run serve | test [pytest args]", file=sys.stderr)
+    if command == "script" and len(argv) > 2:
+        return script(argv[2], argv[3:])
+    print("usage: python -m infra.run serve | test [pytest args] | script PATH", file=sys.stderr)
     return 2
 
 
