@@ -122,3 +122,20 @@ def test_export_jsonl_by_time_range(client, bearer):
 def test_export_rejects_a_time_without_zone():
     with pytest.raises(CommandError, match="zone"):
         call_command("audit_export", "--since", "2026-11-01T00:00", stdout=StringIO())
+
+
+@pytest.mark.usefixtures("demo")
+def test_admin_audit_search_by_document_and_actor(client, bearer, user_named):
+    alice_reply = _chat(client, bearer("alice"))
+    bob_reply = _chat(client, bearer("bob"))
+    forecast = Document.objects.get(title=FORECAST)
+    client.force_login(user_named("admin"))
+    page = client.get("/admin/audit/auditevent/", {"q": f"document:{forecast.pk}"})
+    assert page.status_code == 200
+    ids = {e.pk for e in page.context["cl"].result_list}
+    alice_turn = AuditEvent.objects.get(request_id=alice_reply["request_id"])
+    bob_turn = AuditEvent.objects.get(request_id=bob_reply["request_id"])
+    assert alice_turn.pk in ids
+    assert bob_turn.pk not in ids
+    page = client.get("/admin/audit/auditevent/", {"q": f"actor:{user_named('bob').pk}"})
+    assert {e.actor_id for e in page.context["cl"].result_list} == {user_named("bob").pk}
