@@ -89,3 +89,20 @@ class Citation(models.Model):
 
     def __str__(self) -> str:
         return f"[{self.marker}] document {self.document_id}"
+
+
+class BreakGlassGrant(models.Model):
+    """Time-limited access for one staff member to one user's conversations, with a reason.
+    Staff cannot read conversations without one; every view under it is audited."""
+
+    staff = models.ForeignKey(User, on_delete=models.CASCADE, related_name="break_glass_grants")
+    subject = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    reason = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["staff", "subject", "expires_at"])]
+
+    def __str__(self) -> str:
+        return f"break-glass {self.pk}: {self.staff_id} → {self.subject_id}"

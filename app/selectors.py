@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from app.identity import ALL_SCOPES, Principal, Tier
-from app.models import Conversation, Message, User
+from app.models import BreakGlassGrant, Conversation, Message, User
 from retrieval.selectors import visible_document_ids
 
 
@@ -117,3 +118,9 @@ def conversation_messages(principal: Principal, conversation: Conversation) -> l
         )
         for m in messages
     ]
+
+
+def break_glass_subjects(staff_id: int) -> QuerySet[User]:
+    """Users whose conversations this staff member may read right now."""
+    live = BreakGlassGrant.objects.filter(staff_id=staff_id, expires_at__gt=timezone.now())
+    return User.objects.filter(pk__in=live.values("subject_id"))

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from app.identity import ALL_SCOPES, Principal, Tier
-from app.models import ApiToken, Citation, Conversation, Message, User
+from app.models import ApiToken, BreakGlassGrant, Citation, Conversation, Message, User
 from audit.models import EventType
 from audit.services import audit_record
 from orchestration.pipeline import Answer, Turn
@@ -264,3 +264,56 @@ def document_upload(
             request_id=principal.request_id,
         )
         return ingestion_submit(document_id=document.pk, actor_id=principal.user_id)
+
+
+BREAK_GLASS_MAX_MINUTES = 60
+BREAK_GLASS_MIN_REASON = 15
+
+
+class BreakGlassRefused(ValueError):
+    """A break-glass request is incomplete (reason too short, duration out of range)."""
+
+
+def break_glass_open(
+    *, staff: User, subject: User, reason: str, minutes: int, request_id: str = ""
+) -> BreakGlassGrant:
+    """Grant `staff` read access to `subject`'s conversations for `minutes`, audited."""
+    reason = reason.strip()
+    if not staff.is_staff:
+        raise BreakGlassRefused("only staff may break the glass")
+    if len(reason) < BREAK_GLASS_MIN_REASON:
+        raise BreakGlassRefused(f"give a reason of at least {BREAK_GLASS_MIN_REASON} characters")
+    if not 1 <= minutes <= BREAK_GLASS_MAX_MINUTES:
+        raise BreakGlassRefused(f"duration must be 1 to {BREAK_GLASS_MAX_MINUTES} minutes")
+    with transaction.atomic():
+        grant = BreakGlassGrant.objects.create(
+            staff=staff,
+            subject=subject,
+            reason=reason,
+            expires_at=timezone.now() + timedelta(minutes=minutes),
+        )
+        audit_record(
+            event_type=EventType.BREAK_GLASS_OPENED,
+            actor_id=staff.pk,
+            request_id=request_id,
+            subject=f"user:{subject.pk}",
+            decision="granted",
+            reason="break_glass",
+            # The reason is the staff member's own words about an investigation, not user
+            # data; its length and a keyed digest are kept, the text stays on the grant.
+            metadata={"grant": grant.pk, "minutes": minutes, "reason_hmac": prompt_hmac(reason)},
+        )
+    return grant
+
+
+def admin_view_record(*, staff_id: int, conversation: Conversation, request_id: str = "") -> None:
+    """Audit one staff view of a user's conversation (made under a break-glass grant)."""
+    audit_record(
+        event_type=EventType.ADMIN_VIEWED_USER_DATA,
+        actor_id=staff_id,
+        request_id=request_id,
+        subject=f"conversation:{conversation.pk}",
+        decision="viewed",
+        reason="break_glass",
+        metadata={"owner": conversation.owner_id},
+    )

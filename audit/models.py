@@ -17,6 +17,8 @@ class EventType(models.TextChoices):
     ACL_CHANGED = "acl.changed"
     RETRIEVAL_ACCESS = "retrieval.access"
     DOCUMENT_VIEWED = "document.viewed"
+    BREAK_GLASS_OPENED = "break_glass.opened"
+    ADMIN_VIEWED_USER_DATA = "admin.viewed_user_data"
 
 
 class AuditEvent(models.Model):
