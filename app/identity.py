@@ -7,7 +7,7 @@ passed explicitly to every layer; nothing looks it up from a global.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class Tier(enum.IntEnum):
@@ -56,7 +56,6 @@ class Principal:
     request_id: str
     token_id: str | None = None
     is_staff: bool = False
-    auth_method: str = field(default="session")
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes

@@ -16,10 +16,6 @@ class User(AbstractUser):
         help_text="Highest data tier this user may read.",
     )
 
-    @property
-    def clearance_tier(self) -> Tier:
-        return Tier(self.clearance)
-
 
 class ApiToken(models.Model):
     """A short-lived, scoped bearer token. Only a keyed hash of the secret is stored."""

@@ -31,7 +31,6 @@ def principal_for(
         request_id=request_id,
         token_id=token_id,
         is_staff=user.is_staff,
-        auth_method="token" if token_id else "session",
     )
 
 

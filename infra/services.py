@@ -305,12 +305,14 @@ def stop_started(names: set[str]) -> None:
 
 
 def stop() -> None:
-    """Stop exactly the embedded servers this checkout started."""
+    """Stop exactly the embedded servers this checkout recorded as started by it."""
     state = load_state()
-    if state.started_redis:
-        stop_redis(state.redis_pid)
-    if state.started_postgres:
-        stop_postgres()
+    recorded = {
+        name
+        for name, started in (("redis", state.started_redis), ("postgres", state.started_postgres))
+        if started
+    }
+    stop_started(recorded)
     STATE_FILE.unlink(missing_ok=True)
 
 

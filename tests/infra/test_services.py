@@ -222,3 +222,23 @@ def test_stop_leaves_alone_a_redis_it_did_not_start(services, tmp_path):
     other.run("stop", REDIS_URL=url)
     assert _pid_running(ours)
     assert _ping(services.socket)
+
+
+def test_stop_never_signals_a_recycled_pid_that_is_not_our_redis(services):
+    """After a crash the recorded pid may belong to an unrelated process: stop spares it."""
+    bystander = subprocess.Popen(["sleep", "30"])  # noqa: S607 - coreutils sleep
+    ours = None
+    try:
+        services.run("start")
+        ours = services.redis_pid()
+        state = services.state()
+        state["redis_pid"] = bystander.pid
+        services.state_file.write_text(json.dumps(state))
+        services.run("stop")
+        assert bystander.poll() is None, "stop killed a process that was not our redis"
+    finally:
+        bystander.kill()
+        bystander.wait()
+        if ours is not None and _pid_running(ours):
+            os.kill(ours, signal.SIGTERM)
+            _wait_dead(ours)
