@@ -28,6 +28,7 @@ def audit_record(
     metadata: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append one audit event. `metadata` must hold identifiers and numbers, never text."""
+    event_type = EventType(event_type)  # ValueError on a name that is not an event kind
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -22,6 +22,17 @@ class ContextChunk:
     document_version: int = 1
 
 
+class PiiRedactor(Protocol):
+    """Supplied by orchestration; used by the broker before any provider whose config says
+    `redact_pii`. Returns the request with PII replaced by typed placeholders and a function
+    that restores the placeholders in that provider's output. The mapping lives only in the
+    returned closure: never stored, logged or sent."""
+
+    def __call__(
+        self, request: CompletionRequest
+    ) -> tuple[CompletionRequest, Callable[[str], str]]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class CompletionRequest:
     system: str
@@ -31,6 +42,7 @@ class CompletionRequest:
     user_hash: str
     request_id: str
     max_tokens: int = 800
+    redactor: PiiRedactor | None = None
 
 
 @dataclass(frozen=True, slots=True)
