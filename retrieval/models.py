@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
@@ -49,11 +50,24 @@ class Document(models.Model):
 
 
 class Chunk(models.Model):
+    """A passage of a document with its embedding and full-text vector.
+
+    The access columns (`tier`, `all_authenticated`, `readable_user_ids`,
+    `readable_group_ids`) copy the document's tier and ACL onto every chunk, so that the SQL
+    filter and the row-level-security policy are predicates on the chunk row itself, which
+    a filtered HNSW scan can apply row by row. Database triggers (retrieval migration 0004)
+    fill them on insert and keep them in step with every change of the document's tier or
+    ACL, whatever path makes it; values written by the application are overwritten."""
+
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
     position = models.PositiveIntegerField()
     text = models.TextField()
     embedding = VectorField(dimensions=EMBEDDING_DIM)
     search_vector = SearchVectorField(null=True)
+    tier = models.PositiveSmallIntegerField(default=int(Tier.RESTRICTED), editable=False)
+    all_authenticated = models.BooleanField(default=False, editable=False)
+    readable_user_ids = ArrayField(models.BigIntegerField(), default=list, editable=False)
+    readable_group_ids = ArrayField(models.IntegerField(), default=list, editable=False)
 
     class Meta:
         ordering = ["document_id", "position"]
@@ -69,6 +83,14 @@ class Chunk(models.Model):
                 opclasses=["vector_cosine_ops"],
             ),
             GinIndex(fields=["search_vector"], name="chunk_search_gin"),
+            GinIndex(fields=["readable_group_ids"], name="chunk_readable_groups_gin"),
+            GinIndex(fields=["readable_user_ids"], name="chunk_readable_users_gin"),
+            models.Index(fields=["tier"], name="chunk_tier"),
+            models.Index(
+                fields=["tier"],
+                condition=models.Q(all_authenticated=True),
+                name="chunk_public_tier",
+            ),
         ]
 
     def __str__(self) -> str:

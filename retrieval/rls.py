@@ -19,9 +19,15 @@ from contextlib import AbstractContextManager, contextmanager
 
 from django.db import connection, transaction
 
-from app.identity import Principal
+from app.identity import Principal, Tier
 
-_KEYS = ("app.rls_mode", "app.user_id", "app.clearance", "app.group_ids")
+_KEYS = (
+    "app.rls_mode",
+    "app.user_id",
+    "app.clearance",
+    "app.group_ids",
+    "app.privileged_ceiling",
+)
 _SET = "SELECT " + ", ".join(f"set_config('{key}', %s, true)" for key in _KEYS)
 _SET_AND_READ_PREVIOUS = (
     "SELECT "
@@ -32,11 +38,11 @@ _SET_AND_READ_PREVIOUS = (
 
 
 @contextmanager
-def _scope(values: tuple[str, str, str, str]) -> Iterator[None]:
+def _scope(values: tuple[str, str, str, str, str]) -> Iterator[None]:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_SET_AND_READ_PREVIOUS, list(values))
         row = cursor.fetchone()
-        previous = tuple(row[: len(_KEYS)]) if row else ("", "", "", "")
+        previous = tuple(row[: len(_KEYS)]) if row else ("",) * len(_KEYS)
         yield
         # Only on a clean exit: after an error the savepoint rollback restores them.
         cursor.execute(_SET, list(previous))
@@ -49,6 +55,7 @@ def principal_scope(principal: Principal) -> AbstractContextManager[None]:
             str(principal.user_id),
             str(int(principal.clearance)),
             ",".join(str(g) for g in principal.group_ids),
+            "",
         )
     )
 
@@ -57,4 +64,4 @@ def privileged_scope(reason: str) -> AbstractContextManager[None]:
     """All rows, for a named reason (kept short: it is for readers of the code)."""
     if not reason:
         raise ValueError("a privileged scope needs a reason")
-    return _scope(("privileged", "", "", ""))
+    return _scope(("privileged", "", "", "", str(int(max(Tier)))))

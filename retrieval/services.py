@@ -137,9 +137,14 @@ def _refresh_search_vectors(document_id: int) -> None:
 
 
 def document_mark_failed(*, document_id: int, error: str) -> None:
+    """Record an indexing failure. A document that was indexed before keeps serving its
+    last good chunks (status stays `ready`, the error is shown); one that never was is
+    `failed`. Chunks are searchable exactly when their document is `ready`."""
     with privileged_scope("record an indexing failure"):
+        has_chunks = Chunk.objects.filter(document_id=document_id).exists()
         Document.objects.filter(pk=document_id).update(
-            status=Document.Status.FAILED, error=error[:300]
+            status=Document.Status.READY if has_chunks else Document.Status.FAILED,
+            error=error[:300],
         )
 
 

@@ -13,7 +13,7 @@ import pytest
 from django.db.backends.signals import connection_created
 from django.test import Client
 
-from app.identity import ALL_SCOPES, Principal
+from app.identity import ALL_SCOPES, Principal, Tier
 from app.models import User
 from app.selectors import principal_for
 from app.services import token_issue
@@ -27,7 +27,11 @@ def _test_code_sees_all_rows(sender: Any, connection: Any, **kwargs: Any) -> Non
     the rule on both)."""
     if threading.current_thread() is threading.main_thread():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('app.rls_mode', 'privileged', false)")
+            cursor.execute(
+                "SELECT set_config('app.rls_mode', 'privileged', false),"
+                " set_config('app.privileged_ceiling', %s, false)",
+                [str(int(max(Tier)))],
+            )
 
 
 connection_created.connect(_test_code_sees_all_rows, dispatch_uid="tests-rls-privileged")

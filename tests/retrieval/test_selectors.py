@@ -207,12 +207,12 @@ def test_chunks_search_query_count_is_constant(principal_of, django_assert_num_q
                 chunks_search(principal, vector, k=k)
             counts.append(len(ctx.captured_queries))
     assert len(set(counts)) == 1, counts
-    # One SELECT of chunks (ACL filter and ranking in the same query) and the bounded count
-    # that picks the plan, plus: the savepoint pair of the row-level-security scope, and
-    # setting and restoring its settings.
+    # One SELECT of chunks (ACL filter and ranking in the same query), the bounded count
+    # that picks the plan and one SELECT of the hits' documents, plus: the savepoint pair of
+    # the row-level-security scope, and setting and restoring its settings.
     with django_assert_num_queries(counts[0]) as captured:
         chunks_search(principals[0], vector, k=10)
     data = [q["sql"] for q in captured.captured_queries if "retrieval_chunk" in q["sql"]]
     assert len(data) == 2
     assert data[0].startswith("SELECT COUNT(*)")
-    assert counts[0] == 6
+    assert counts[0] == 7
