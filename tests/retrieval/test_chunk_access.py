@@ -99,7 +99,8 @@ def test_the_application_cannot_write_a_wider_grant_onto_a_chunk(principal_of):
     Chunk.objects.filter(pk=chunk.pk).update(all_authenticated=True, tier=int(Tier.PUBLIC))
     assert _visible_chunk_ids(bob, forecast) == set()
     forged.refresh_from_db()
-    assert forged.tier == int(Tier.CONFIDENTIAL) and not forged.all_authenticated
+    assert forged.tier == int(Tier.CONFIDENTIAL)
+    assert not forged.all_authenticated
     assert forged.readable_user_ids == []
 
 
@@ -109,6 +110,7 @@ def test_a_failed_reindex_keeps_serving_the_last_good_chunks(principal_of):
     before = _visible_chunk_ids(alice, forecast)
     document_mark_failed(document_id=forecast.pk, error="indexing failed: test")
     forecast.refresh_from_db()
-    assert forecast.status == Document.Status.READY and "test" in forecast.error
+    assert forecast.status == Document.Status.READY
+    assert "test" in forecast.error
     assert _visible_chunk_ids(alice, forecast) == before
     assert any(h.document_id == forecast.pk for h in _search(alice, forecast))
