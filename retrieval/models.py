@@ -39,7 +39,14 @@ class Document(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        indexes = [models.Index(fields=["classification", "status"])]
+        indexes = [
+            models.Index(fields=["classification", "status"]),
+            models.Index(
+                fields=["classification"],
+                condition=models.Q(all_authenticated=True),
+                name="document_open_tier",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.title

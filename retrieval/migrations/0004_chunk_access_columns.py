@@ -187,5 +187,13 @@ class Migration(migrations.Migration):
                 name="chunk_public_tier",
             ),
         ),
+        migrations.AddIndex(
+            model_name="document",
+            index=models.Index(
+                condition=models.Q(("all_authenticated", True)),
+                fields=["classification"],
+                name="document_open_tier",
+            ),
+        ),
         migrations.RunSQL(FILL + GRANT_TRIGGERS + BACKFILL + POLICY, UNDO),
     ]
