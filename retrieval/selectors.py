@@ -19,7 +19,9 @@ from broker.embeddings import embed_query
 from retrieval.models import Chunk, Document, IngestionJob
 from retrieval.rls import principal_scope
 
-HNSW_EF_SEARCH = 100
+HNSW_EF_SEARCH = 200  # candidate list; filtered scans need more than the default 40
+HNSW_OVERSAMPLE = 2  # rows fetched per row wanted from the relaxed-order scan
+HNSW_ITERATIVE = "relaxed_order"
 RRF_K = 60  # the constant of Cormack et al.; dampens the weight of top ranks
 RRF_DEPTH_FACTOR = 4
 RRF_MIN_DEPTH = 20
@@ -175,19 +177,21 @@ def _dense_rows(principal: Principal, query_embedding: list[float], depth: int) 
     if dense_plan(principal) == "exact":
         return _nearest(principal, query_embedding, depth, exact=True)
     with connection.cursor() as cursor:
-        # pgvector 0.8: keep scanning the graph until `depth` rows pass the ACL filter.
+        # pgvector 0.8: keep scanning the graph until enough rows pass the ACL filter.
         cursor.execute(
-            "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+            "SELECT set_config('hnsw.iterative_scan', %s, true),"
             " set_config('hnsw.ef_search', %s, true)",
-            [str(max(HNSW_EF_SEARCH, depth))],
+            [HNSW_ITERATIVE, str(max(HNSW_EF_SEARCH, depth * HNSW_OVERSAMPLE))],
         )
-    rows = _nearest(principal, query_embedding, depth, exact=False)
-    if len(rows) < depth:
-        # The scan gave up (hnsw.max_scan_tuples) before finding `depth` visible rows: so
+    wanted = depth * HNSW_OVERSAMPLE
+    rows = _nearest(principal, query_embedding, wanted, exact=False)
+    if len(rows) < wanted:
+        # The scan gave up (hnsw.max_scan_tuples) before finding enough visible rows: so
         # few are visible that the exact plan is cheap, and it finds them all.
         return _nearest(principal, query_embedding, depth, exact=True)
-    rows.sort(key=lambda r: r["distance"])  # relaxed_order may return them slightly out of order
-    return rows
+    # relaxed_order returns rows roughly by distance: order the oversampled set, keep depth.
+    rows.sort(key=lambda r: r["distance"])
+    return rows[:depth]
 
 
 def _lexical_rows(principal: Principal, query: str, depth: int) -> list[dict]:

@@ -83,8 +83,11 @@ UPDATE retrieval_chunk SET tier = tier;
 # One SELECT policy on chunks, written as an OR of arms that each carry an indexable
 # predicate on the row, so the planner can answer a narrow principal with a BitmapOr over
 # the GIN and tier indexes (a separate FOR ALL privileged policy would be OR-ed in as an
-# arm no index can serve, forcing a scan of every chunk). Outside its own scope each
-# setting is NULL, so the other arms match nothing.
+# arm no index can serve, forcing a scan of every chunk). Each setting is set only by its
+# own kind of scope (retrieval/rls.py) and is NULL otherwise, so the principal arms match
+# nothing in a privileged scope and the privileged arm nothing in a principal scope; no
+# `app.rls_mode` test is needed here, and leaving it out keeps the planner's row estimate
+# sane (it cannot estimate a comparison with a setting, and guesses 0.5% per test).
 CLEARANCE = "nullif(current_setting('app.clearance', true), '')::int"
 CEILING = "nullif(current_setting('app.privileged_ceiling', true), '')::int"
 USER_ID = "nullif(current_setting('app.user_id', true), '')::bigint"
@@ -94,10 +97,10 @@ POLICY = f"""
 DROP POLICY chunk_principal_read ON retrieval_chunk;
 DROP POLICY chunk_privileged ON retrieval_chunk;
 CREATE POLICY chunk_read ON retrieval_chunk FOR SELECT USING (
-    (all_authenticated AND tier <= {CLEARANCE} AND {MODE} = 'principal')
-    OR (readable_user_ids @> ARRAY[{USER_ID}] AND tier <= {CLEARANCE} AND {MODE} = 'principal')
-    OR (readable_group_ids && {GROUP_IDS} AND tier <= {CLEARANCE} AND {MODE} = 'principal')
-    OR (tier <= {CEILING} AND {MODE} = 'privileged')
+    (all_authenticated AND tier <= {CLEARANCE})
+    OR (readable_user_ids @> ARRAY[{USER_ID}] AND tier <= {CLEARANCE})
+    OR (readable_group_ids && {GROUP_IDS} AND tier <= {CLEARANCE})
+    OR (tier <= {CEILING})
 );
 CREATE POLICY chunk_privileged_insert ON retrieval_chunk FOR INSERT
     WITH CHECK ({MODE} = 'privileged');
