@@ -1,11 +1,19 @@
 """Filtered vector search under ACLs: recall, rows returned and latency per strategy.
 
-    make bench-retrieval            # 100k synthetic chunks (SIZE=... to change)
+    make bench-retrieval                      # both corpora, 100k chunks each
+    SIZE=1000000 CORPUS=synthetic make bench-retrieval
 
 Builds a scratch database `bench_retrieval` on the configured server, migrates it with the
-project's own schema (RLS included), loads clustered synthetic 384-d vectors with an ACL
-spread (a group per selectivity: 0.1%, 1%, 10%, 100% of documents), and runs the same
-queries through four strategies, all in one process and one run:
+project's own schema (RLS included) and, for each corpus, loads 384-d vectors with an ACL
+spread (a group per selectivity: 0.1%, 1%, 10%, 100% of documents) and runs the same
+queries through four strategies, all in one process and one run. Two corpora, since
+recall on either alone misleads:
+
+- synthetic: clustered random vectors (64 clusters), 10 chunks per document;
+- text: real text found offline on this machine (manual pages under /usr/share/man and
+  the docstrings of Python's standard library), split by the application's own splitter
+  and embedded with its MiniLM model; a document is a manual page or a module; queries
+  are the opening words of random chunks. Embeddings are cached under var/bench-cache/.
 
 - naive:     HNSW with the ACL as a post-filter (pgvector iterative scan off)
 - iterative: HNSW with `hnsw.iterative_scan = relaxed_order`
@@ -18,10 +26,15 @@ table (bench/results/retrieval.md) to paste into docs/BENCHMARKS.md.
 
 from __future__ import annotations
 
+import ast
+import gzip
+import hashlib
 import json
 import os
+import re
 import statistics
 import sys
+import sysconfig
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,11 +53,24 @@ SELECTIVITIES = (0.001, 0.01, 0.1, 1.0)
 K = 10
 QUERIES = int(os.environ.get("QUERIES", "40"))
 SIZE = int(os.environ.get("SIZE", "100000"))
+TEXT_SIZE = int(os.environ.get("TEXT_SIZE", str(min(SIZE, 100_000))))
+CORPORA = os.environ.get("CORPUS", "synthetic,text").split(",")
 SEED = 20261125
+CACHE = ROOT / "var" / "bench-cache"
+
+
+@dataclass
+class Corpus:
+    name: str
+    description: str
+    vectors: np.ndarray  # (chunks, DIM), unit length
+    doc_of: np.ndarray  # the 1-based document id of each chunk
+    queries: np.ndarray
 
 
 @dataclass
 class Row:
+    corpus: str
     strategy: str
     selectivity: float
     visible_chunks: int
@@ -78,19 +104,117 @@ def _vectors(rng: np.random.Generator, centers: np.ndarray, n: int, noise: float
     return points / np.linalg.norm(points, axis=1, keepdims=True)
 
 
-def _load(size: int) -> dict[float, int]:
+def synthetic_corpus(size: int) -> Corpus:
+    rng = np.random.default_rng(SEED)
+    centers = rng.normal(size=(CLUSTERS, DIM)).astype(np.float32)
+    vectors = _vectors(rng, centers, size, noise=0.35)
+    queries = _vectors(np.random.default_rng(SEED + 1), centers, QUERIES, noise=0.35)
+    return Corpus(
+        name="synthetic",
+        description=f"synthetic clustered 384-d vectors ({CLUSTERS} clusters), "
+        f"{CHUNKS_PER_DOC} chunks per document",
+        vectors=vectors,
+        doc_of=np.arange(size) // CHUNKS_PER_DOC + 1,
+        queries=queries,
+    )
+
+
+_ROFF_ESCAPES = re.compile(r"\\f[BIRP1-4]|\\f\(..|\\\(..|\\[&|^%]|\\s[+-]?\d")
+
+
+def _man_page_text(raw: str) -> str:
+    """Manual-page source to plain text: drop comments and request names, keep their words."""
+    lines = []
+    for line in raw.splitlines():
+        if line.startswith(('.\\"', "'\\\"")):
+            continue
+        if line.startswith((".", "'")):
+            line = line.split(" ", 1)[1] if " " in line else ""
+        line = _ROFF_ESCAPES.sub("", line).replace("\\-", "-").replace('"', "")
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _offline_texts() -> list[tuple[str, str]]:
+    """(name, text) of every manual page and standard-library module found on this machine."""
+    texts = []
+    for path in sorted(Path("/usr/share/man").glob("man[1-8]/*.gz")):
+        try:
+            texts.append((path.name, _man_page_text(gzip.decompress(path.read_bytes()).decode())))
+        except (OSError, UnicodeDecodeError, EOFError):
+            continue
+    for path in sorted(Path(sysconfig.get_paths()["stdlib"]).rglob("*.py")):
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        docs = [
+            ast.get_docstring(node) or ""
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        ]
+        texts.append((str(path), "\n\n".join(d for d in docs if d)))
+    return [(name, text) for name, text in texts if len(text) > 200]
+
+
+def text_corpus(size: int) -> Corpus:
+    from broker.embeddings import embed_query, embed_texts
+    from retrieval.services import split_text
+
+    rng = np.random.default_rng(SEED)
+    sources = _offline_texts()
+    order = rng.permutation(len(sources))
+    chunks: list[str] = []
+    doc_of: list[int] = []
+    for document, index in enumerate(order, start=1):
+        for piece in split_text(sources[index][1]):
+            chunks.append(piece)
+            doc_of.append(document)
+        if len(chunks) >= size:
+            break
+    chunks, doc_of = chunks[:size], doc_of[:size]
+    key = hashlib.sha256("\x00".join(chunks).encode()).hexdigest()[:16]
+    cache = CACHE / f"text-{len(chunks)}-{key}.npy"
+    if cache.exists():
+        vectors = np.load(cache)
+    else:
+        started = time.perf_counter()
+        vectors = np.asarray(embed_texts(chunks), dtype=np.float32)
+        print(f"embedded {len(chunks)} chunks in {time.perf_counter() - started:.0f}s", flush=True)
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.save(cache, vectors)
+    picks = rng.choice(len(chunks), size=QUERIES, replace=False)
+    queries = np.asarray(
+        [embed_query(" ".join(chunks[i].split()[:12])) for i in picks], dtype=np.float32
+    )
+    return Corpus(
+        name="text",
+        description=f"real text embedded with MiniLM ({doc_of[-1]:,} manual pages and "
+        "standard-library modules, split by the application's splitter)",
+        vectors=vectors,
+        doc_of=np.asarray(doc_of),
+        queries=queries,
+    )
+
+
+def _load(corpus: Corpus) -> dict[float, int]:
     """Load documents, grants and chunks; return the group id per selectivity."""
     from django.contrib.auth.models import Group
     from django.db import connection
     from pgvector.psycopg import register_vector
 
     rng = np.random.default_rng(SEED)
-    centers = rng.normal(size=(CLUSTERS, DIM)).astype(np.float32)
-    groups = {s: Group.objects.create(name=f"bench-{s}").pk for s in SELECTIVITIES}
-    documents = size // CHUNKS_PER_DOC
+    groups = {
+        s: Group.objects.get_or_create(name=f"bench-{corpus.name}-{s}")[0].pk for s in SELECTIVITIES
+    }
+    documents = int(corpus.doc_of.max())
     with connection.cursor() as cursor:
         raw = cursor.connection
         register_vector(raw)
+        cursor.execute(
+            "TRUNCATE retrieval_chunk, retrieval_document_allowed_groups, retrieval_document"
+            " CASCADE"
+        )
         # The owner may lift RLS for the bulk load (COPY refuses tables under RLS).
         for table in ("retrieval_document", "retrieval_chunk"):
             cursor.execute(f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY")
@@ -111,14 +235,14 @@ def _load(size: int) -> dict[float, int]:
                 for selectivity, group in groups.items():
                     if selectivity == 1.0 or rng.random() < selectivity:
                         copy.write_row((doc, group))
-        vectors = _vectors(rng, centers, documents * CHUNKS_PER_DOC, noise=0.35)
+        # The chunk trigger copies each document's tier and grants onto its chunks.
         with raw.cursor().copy(
             "COPY retrieval_chunk (id, document_id, position, text, embedding)"
             " FROM STDIN WITH (FORMAT BINARY)"
         ) as copy:
             copy.set_types(["int8", "int8", "int4", "text", "vector"])
-            for i, vector in enumerate(vectors):
-                copy.write_row((i + 1, i // CHUNKS_PER_DOC + 1, i % CHUNKS_PER_DOC, "", vector))
+            for i, (vector, doc) in enumerate(zip(corpus.vectors, corpus.doc_of, strict=True)):
+                copy.write_row((i + 1, int(doc), i, "", vector))
         for table in ("retrieval_document", "retrieval_chunk"):
             cursor.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
         cursor.execute("ANALYZE retrieval_document, retrieval_document_allowed_groups")
@@ -198,36 +322,30 @@ def _visible(principal) -> int:
         return _visible_chunks(principal).count()
 
 
-def main() -> int:
-    _configure_database()
-    _recreate_database()
-    from django.core.management import call_command
+def _run_corpus(corpus: Corpus) -> tuple[dict, list[Row]]:
     from django.db import connection
 
-    call_command("migrate", verbosity=0)
     started = time.perf_counter()
     with connection.cursor() as cursor:
         # Build the graph once after the load, not row by row during it.
         cursor.execute("DROP INDEX IF EXISTS chunk_embedding_hnsw")
-    groups = _load(SIZE)
+    groups = _load(corpus)
     load_s = time.perf_counter() - started
     build_s, index_bytes = _build_index()
-    print(f"loaded {SIZE} chunks in {load_s:.1f}s; HNSW built in {build_s:.1f}s "
+    size = len(corpus.vectors)
+    print(f"{corpus.name}: loaded {size} chunks in {load_s:.1f}s; HNSW built in {build_s:.1f}s "
           f"({index_bytes / 2**20:.0f} MiB)", flush=True)  # fmt: skip
 
-    rng = np.random.default_rng(SEED + 1)
-    centers = np.random.default_rng(SEED).normal(size=(CLUSTERS, DIM)).astype(np.float32)
-    queries = _vectors(rng, centers, QUERIES, noise=0.35)
     strategies = _strategies()
     rows: list[Row] = []
     for selectivity, group in groups.items():
         principal = _principal(group)
         visible = _visible(principal)
-        truth = [strategies["exact"](principal, q) for q in queries]
+        truth = [strategies["exact"](principal, q) for q in corpus.queries]
         for name, run in strategies.items():
-            run(principal, queries[0])  # warm up
+            run(principal, corpus.queries[0])  # warm up
             latencies, recalls, counts = [], [], []
-            for query, expected in zip(queries, truth, strict=True):
+            for query, expected in zip(corpus.queries, truth, strict=True):
                 started = time.perf_counter()
                 got = run(principal, query)
                 latencies.append((time.perf_counter() - started) * 1000)
@@ -237,6 +355,7 @@ def main() -> int:
             latencies.sort()
             rows.append(
                 Row(
+                    corpus=corpus.name,
                     strategy=name,
                     selectivity=selectivity,
                     visible_chunks=visible,
@@ -248,32 +367,60 @@ def main() -> int:
                 )
             )
             print(json.dumps(asdict(rows[-1])), flush=True)
-
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    result = {
-        "size": SIZE,
-        "queries": QUERIES,
-        "k": K,
+    summary = {
+        "corpus": corpus.name,
+        "description": corpus.description,
+        "size": size,
         "load_s": round(load_s, 1),
         "index_build_s": round(build_s, 1),
         "index_mib": round(index_bytes / 2**20, 1),
-        "rows": [asdict(r) for r in rows],
     }
-    (out / "retrieval.json").write_text(json.dumps(result, indent=2))
-    table = [
-        f"Synthetic clustered 384-d vectors, {SIZE:,} chunks, {QUERIES} queries, k={K}; "
-        f"HNSW (m=16, ef_construction=64) built in {build_s:.1f} s, {index_bytes / 2**20:.0f} MiB.",
-        "",
-        "| selectivity | visible chunks | strategy | recall@10 | min rows | p50 ms | p95 ms |",
-        "|---|---|---|---|---|---|---|",
-        *(
-            f"| {r.selectivity:.1%} | {r.visible_chunks:,} | {r.strategy} | {r.recall_at_k:.3f} "
-            f"| {r.min_rows} | {r.p50_ms:.1f} | {r.p95_ms:.1f} |"
-            for r in rows
-        ),
-    ]
-    (out / "retrieval.md").write_text("\n".join(table) + "\n")
+    return summary, rows
+
+
+def main() -> int:
+    _configure_database()
+    _recreate_database()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    builders = {"synthetic": lambda: synthetic_corpus(SIZE), "text": lambda: text_corpus(TEXT_SIZE)}
+    results = []
+    for name in CORPORA:
+        corpus = builders[name.strip()]()
+        results.append(_run_corpus(corpus))
+
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "retrieval.json").write_text(
+        json.dumps(
+            {
+                "queries": QUERIES,
+                "k": K,
+                "corpora": [
+                    {**summary, "rows": [asdict(r) for r in rows]} for summary, rows in results
+                ],
+            },
+            indent=2,
+        )
+    )
+    table = []
+    for summary, rows in results:
+        table += [
+            f"**{summary['corpus']}**: {summary['description']}; {summary['size']:,} chunks, "
+            f"{QUERIES} queries, k={K}; HNSW (m=16, ef_construction=64) built in "
+            f"{summary['index_build_s']:.1f} s, {summary['index_mib']:.0f} MiB.",
+            "",
+            "| selectivity | visible chunks | strategy | recall@10 | min rows | p50 ms | p95 ms |",
+            "|---|---|---|---|---|---|---|",
+            *(
+                f"| {r.selectivity:.1%} | {r.visible_chunks:,} | {r.strategy} "
+                f"| {r.recall_at_k:.3f} | {r.min_rows} | {r.p50_ms:.1f} | {r.p95_ms:.1f} |"
+                for r in rows
+            ),
+            "",
+        ]
+    (out / "retrieval.md").write_text("\n".join(table))
     print("\n".join(table))
     return 0
 
