@@ -158,7 +158,10 @@ def report_to_markdown(report: Report) -> str:
 
 def _line_of(source_text: str | None, ident: str) -> int:
     if source_text:
-        pattern = re.compile(rf"^\s*-?\s*id:\s*['\"]?{re.escape(ident)}['\"]?\s*$", re.M)
+        # Block style (`- id: web`) or flow style (`{id: web, ...}`).
+        pattern = re.compile(
+            rf"(?<![\w-])id:\s*['\"]?{re.escape(ident)}['\"]?(?=\s*[,}}]|\s*$)", re.M
+        )
         match = pattern.search(source_text)
         if match:
             return source_text.count("\n", 0, match.start()) + 1
