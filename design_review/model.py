@@ -45,6 +45,28 @@ def schema(name: str) -> dict[str, Any]:
     return data
 
 
+def _inline_refs(node: Any, defs: dict[str, Any], seen: tuple[str, ...] = ()) -> Any:
+    """Replace local `{"$ref": "#/$defs/x"}` by the definition itself (recursive ones are
+    kept as references): jsonschema spends half its time resolving references otherwise."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/") and len(node) == 1:
+            name = ref.removeprefix("#/$defs/")
+            if name not in seen:
+                return _inline_refs(defs[name], defs, (*seen, name))
+            return node
+        return {k: _inline_refs(v, defs, seen) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline_refs(v, defs, seen) for v in node]
+    return node
+
+
+@cache
+def _validator(name: str) -> Draft202012Validator:
+    data = schema(name)
+    return Draft202012Validator(_inline_refs(data, data.get("$defs", {})))
+
+
 def _path_of(error: ValidationError, document: Any) -> str:
     parts: list[str] = []
     node = document
@@ -66,9 +88,8 @@ def _path_of(error: ValidationError, document: Any) -> str:
 
 def schema_problems(document: Any, schema_name: str) -> list[str]:
     """Every schema violation as `path: problem`, deepest first within a path, sorted."""
-    validator = Draft202012Validator(schema(schema_name))
     problems = []
-    for error in validator.iter_errors(document):
+    for error in _validator(schema_name).iter_errors(document):
         # oneOf failures are noisy: name the best-matching branch's problem instead.
         best = error
         if error.context:

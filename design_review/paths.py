@@ -85,6 +85,14 @@ def find_attack_paths(arch: Architecture, config: dict[str, Any]) -> list[Attack
             sinks[element.id] = sink_cls
     response_kinds = set(config.get("response_from", ()))
     max_hops = int(config["max_hops"])
+    # Whether each hop is broken depends only on the flow and direction: decide it once.
+    open_forward: dict[str, list[Flow]] = {e: [] for e in arch.elements}
+    open_backward: dict[str, list[Flow]] = {e: [] for e in arch.elements}
+    for flow in arch.flows:
+        if not _is_broken(config, flow, arch.elements[flow.target], FORWARD):
+            open_forward[flow.source].append(flow)
+        if not _is_broken(config, flow, arch.elements[flow.source], RESPONSE):
+            open_backward[flow.target].append(flow)
     found: list[AttackPath] = []
     for entry, entry_cls in sorted(entries, key=lambda pair: pair[0].id):
         # State: (element id, may still travel backwards). Parents rebuild the path.
@@ -102,14 +110,11 @@ def find_attack_paths(arch: Architecture, config: dict[str, Any]) -> list[Attack
             if depth[state] >= max_hops:
                 continue
             steps: list[tuple[Flow, str, str]] = [
-                (f, f.target, FORWARD) for f in arch.outbound[node]
+                (f, f.target, FORWARD) for f in open_forward[node]
             ]
             if reverse_ok:
-                steps += [(f, f.source, RESPONSE) for f in arch.inbound[node]]
+                steps += [(f, f.source, RESPONSE) for f in open_backward[node]]
             for flow, nxt, direction in steps:
-                into = arch.elements[nxt]
-                if _is_broken(config, flow, into, direction):
-                    continue
                 nstate = (nxt, reverse_ok and direction == RESPONSE)
                 if nstate in parent:
                     continue

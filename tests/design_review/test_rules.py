@@ -99,3 +99,10 @@ def test_in_between_example_sits_between_the_two():
     statuses = {a.id: a.status for a in middle.answers}
     assert statuses["q2"] == "gaps"
     assert statuses["q4"] == "gaps"
+
+
+def test_the_documentation_lists_every_rule():
+    from .conftest import ROOT
+
+    text = (ROOT / "docs" / "design-review.md").read_text()
+    assert [r for r in RULE_IDS if f"| {r} |" not in text] == []
