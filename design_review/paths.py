@@ -48,7 +48,9 @@ class AttackPath:
         return (self.entry, *(h.target for h in self.hops))
 
 
-def _classify(element: Element, classes: list[dict[str, Any]], arch: Architecture) -> dict | None:
+def _classify(
+    element: Element, classes: list[dict[str, Any]], arch: Architecture
+) -> dict[str, Any] | None:
     for cls in classes:
         if evaluate(cls["when"], element, arch):
             return cls
@@ -63,8 +65,7 @@ def _breakers(config: dict[str, Any], element: Element, direction: str) -> tuple
 
 
 def _missing(config: dict[str, Any], flow: Flow, into: Element, direction: str) -> tuple[str, ...]:
-    """The breakers absent on this hop; () when the kind has none. None-broken is () too,
-    so callers check `_is_broken` first."""
+    """The breakers absent on an unbroken hop (all of them); () when the kind has none."""
     return tuple(b for b in _breakers(config, into, direction) if b not in into.controls)
 
 

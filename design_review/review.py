@@ -129,8 +129,8 @@ def _answers(arch: Architecture, findings: list[Finding], paths: list[AttackPath
         controls = [c for c in ("retrieval_acl", "row_level_security") if c in v.controls]
         carrying = all(f.get("identity_propagated") for f in arch.inbound[v.id])
         facts["q3"].append(
-            f"{v.id}: {', '.join(controls) or 'NO authorization filter'}; identity on every "
-            f"query: {'yes' if carrying else 'no'}"
+            f"{v.id}: {', '.join(controls) or 'NO authorization filter'}; user identity on "
+            f"every flow into it: {'yes' if carrying else 'no'}"
         )
     if not any(e.kind == "vector_store" for e in elements):
         facts["q3"].append("no retrieval store in this architecture")

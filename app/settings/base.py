@@ -237,3 +237,6 @@ DESIGN_REVIEW_FAIL_ON = os.environ.get("DESIGN_REVIEW_FAIL_ON", "high")
 DESIGN_REVIEW_DECLARED_CONTROLS = env_list("DESIGN_REVIEW_DECLARED_CONTROLS", [])
 # Organisation-level practices: environment_segmentation, incident_playbooks, ...
 DESIGN_REVIEW_PRACTICES = env_list("DESIGN_REVIEW_PRACTICES", [])
+# Accepted risks for the live review, in the architecture format's `accepted_risks` shape
+# ({"rule", "target", "justification", "owner", "expires"}); set in a settings module.
+DESIGN_REVIEW_LIVE_ACCEPTED_RISKS: list[dict[str, str]] = []

@@ -13,7 +13,7 @@ from audit.models import AuditEvent, EventType
 from audit.services import audit_record
 from broker import services as broker
 from design_review.live import describe_live
-from design_review.model import architecture_from_dict
+from design_review.model import ArchitectureInvalid, architecture_from_dict
 from design_review.models import LiveReview
 from design_review.review import review_architecture
 from orchestration import pipeline
@@ -175,3 +175,20 @@ def test_live_command_stores_the_review_for_the_staff_page():
     assert "# Design review: live deployment (test)" in out.getvalue()
     call_command("design_review", "--live", "--no-store", "--fail-on", "never", stdout=StringIO())
     assert LiveReview.objects.count() == 1
+
+
+def test_live_accepted_risks_come_from_settings_and_are_validated(settings):
+    settings.DESIGN_REVIEW_LIVE_ACCEPTED_RISKS = [
+        {
+            "rule": "DR-SC-01",
+            "justification": "the test settings module is never deployed anywhere",
+            "owner": "test-suite",
+            "expires": "2099-01-01",
+        }
+    ]
+    _, report = _live()
+    assert not _fires(report, "DR-SC-01")
+    assert any(f.rule.id == "DR-SC-01" and f.accepted for f in report.findings)
+    settings.DESIGN_REVIEW_LIVE_ACCEPTED_RISKS = [{"rule": "DR-SC-01"}]
+    with pytest.raises(ArchitectureInvalid, match=r"accepted_risks\[0\]: 'justification'"):
+        _live()
