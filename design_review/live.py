@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -130,6 +131,11 @@ def _secrets_backend() -> tuple[str, str]:
     return "config", f"secret key set in the {settings.ENVIRONMENT} settings module"
 
 
+def _element_id(text: str) -> str:
+    """An id the schema accepts, from a configured name (providers are named by operators)."""
+    return re.sub(r"[^a-z0-9_.-]+", "-", text.lower()).strip("-")[:64] or "unnamed"
+
+
 def _provider_elements(providers: tuple[Any, ...]) -> list[dict[str, Any]]:
     elements = []
     for p in providers:
@@ -137,7 +143,7 @@ def _provider_elements(providers: tuple[Any, ...]) -> list[dict[str, Any]]:
         hosting = "third_party" if kind in ("openai", "anthropic") else "self_hosted"
         max_tier = Tier.parse(getattr(p, "max_tier", Tier.PUBLIC))
         element: dict[str, Any] = {
-            "id": f"provider-{getattr(p, 'name', kind)}".lower().replace(" ", "-")[:64],
+            "id": _element_id(f"provider-{getattr(p, 'name', kind)}"),
             "kind": "model_provider",
             "name": f"{getattr(p, 'name', kind)} ({kind}, {getattr(p, 'model', '?')})",
             "zone": "third_party" if hosting == "third_party" else "private",

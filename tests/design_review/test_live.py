@@ -192,3 +192,10 @@ def test_live_accepted_risks_come_from_settings_and_are_validated(settings):
     settings.DESIGN_REVIEW_LIVE_ACCEPTED_RISKS = [{"rule": "DR-SC-01"}]
     with pytest.raises(ArchitectureInvalid, match=r"accepted_risks\[0\]: 'justification'"):
         _live()
+
+
+def test_provider_names_become_valid_element_ids():
+    from design_review.live import _element_id
+
+    assert _element_id("provider-Azure OpenAI / EU:west") == "provider-azure-openai-eu-west"
+    assert _element_id("provider-" + "x" * 100) == ("provider-" + "x" * 100)[:64]
