@@ -57,3 +57,8 @@ lock: venv
 
 clean: stop
 	rm -rf var staticfiles
+
+.PHONY: bench-design-review
+## Review a generated 200-element architecture (ELEMENTS=..., RUNS=...): timing per stage.
+bench-design-review: venv
+	ELEMENTS=$(or $(ELEMENTS),200) RUNS=$(or $(RUNS),30) $(BIN)/python bench/bench_design_review.py

@@ -26,6 +26,7 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path("api/v1/", include(api_v1)),
     path("accounts/", include("allauth.urls")),
+    path("staff/design-review/", include("design_review.urls")),
     path("admin/", admin.site.urls),
 ]
 

@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "retrieval",
     "broker",
     "orchestration",
+    "design_review",
 ]
 
 MIDDLEWARE = [
@@ -227,3 +228,15 @@ LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 LOGGING = logging_config(LOG_LEVEL)
 configure_structlog()
 ENVIRONMENT = "base"
+
+# --- design review ---
+# Lowest severity (low|medium|high|critical|never) that makes `design_review` exit non-zero.
+DESIGN_REVIEW_FAIL_ON = os.environ.get("DESIGN_REVIEW_FAIL_ON", "high")
+# Controls the live review cannot observe from Django (the reverse proxy, the network), as
+# "element:control" pairs, e.g. "gateway:waf,gateway:tls,gateway:bot_detection".
+DESIGN_REVIEW_DECLARED_CONTROLS = env_list("DESIGN_REVIEW_DECLARED_CONTROLS", [])
+# Organisation-level practices: environment_segmentation, incident_playbooks, ...
+DESIGN_REVIEW_PRACTICES = env_list("DESIGN_REVIEW_PRACTICES", [])
+# Accepted risks for the live review, in the architecture format's `accepted_risks` shape
+# ({"rule", "target", "justification", "owner", "expires"}); set in a settings module.
+DESIGN_REVIEW_LIVE_ACCEPTED_RISKS: list[dict[str, str]] = []
