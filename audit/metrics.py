@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
+from django.urls import Resolver404, resolve
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -137,8 +138,7 @@ class MetricsMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         response = self.get_response(request)
-        match = getattr(request, "resolver_match", None)
-        route = match.route if match is not None and match.route else "unmatched"
+        route = _route_of(request)
         method = request.method if request.method in _METHODS else "other"
         HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - started)
         HTTP_REQUESTS.labels(method, route, str(response.status_code)).inc()
@@ -146,3 +146,15 @@ class MetricsMiddleware:
 
 
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+
+def _route_of(request: HttpRequest) -> str:
+    """The URL pattern that serves (or would serve) the path: requests a middleware answered
+    before URL resolution (a 401 for a bad token, say) still count under their route."""
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            return "unmatched"
+    return str(match.route) or "unmatched"

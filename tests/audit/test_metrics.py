@@ -166,3 +166,14 @@ def test_ingestion_throughput_is_counted_from_ingest_events(
     text = _scrape(client)
     assert _sample(text, "app_ingested_documents_total") == documents + 1
     assert _sample(text, "app_ingested_bytes_total") == volume + 4096
+
+
+@pytest.mark.django_db
+def test_requests_refused_before_url_resolution_count_under_their_route(client):
+    labels = {"route": "api/v1/chat", "status": "401"}
+    before = _sample(_scrape(client), "app_http_requests_total", **labels)
+    response = client.post("/api/v1/chat", HTTP_AUTHORIZATION="Bearer sgr_not-a-token")
+    assert response.status_code == 401
+    assert _sample(_scrape(client), "app_http_requests_total", **labels) == before + 1
+    client.get("/no/such/page")
+    assert _sample(_scrape(client), "app_http_requests_total", route="unmatched") >= 1
