@@ -7,8 +7,9 @@ leave the table in two steps:
    to the newest row older than `before` and appends a `retention.checkpoint` event naming
    that row's id and hash. The checkpoint is itself a link of the chain.
 2. `audit_purge()` (owner role only, `DATABASE_ROLE=owner manage.py audit_purge`): deletes
-   the rows up to the newest checkpoint's boundary, in one transaction that sets
-   `audit.purge_through`, the only way past the append-only row trigger.
+   the rows up to the newest checkpoint's boundary that is still older than the policy,
+   in one transaction that sets `audit.purge_through`, the only way past the append-only
+   row trigger.
 
 `verify_chain` then starts from the first remaining row: it must link to the genesis hash
 or to the boundary hash of a checkpoint that is itself in the verified chain. Removing
@@ -18,9 +19,11 @@ any other prefix, or any row in the middle, still shows as a break.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
+from django.utils import timezone
 
 from audit.chain import GENESIS_HASH, chain_hash
 from audit.models import AuditEvent, EventType
@@ -105,14 +108,30 @@ def latest_boundary() -> Boundary | None:
     return boundaries[-1] if boundaries else None
 
 
-def audit_purge() -> int:
-    """Delete the audit rows covered by the newest checkpoint (owner role only: the
-    application role has no DELETE privilege on the table). Returns the rows deleted."""
+def _purgeable_boundary(now: datetime) -> Boundary | None:
+    """The newest checkpoint whose boundary row is still there, matches its hash and is
+    older than the audit retention policy *now*. Checking the age again here means that a
+    checkpoint appended by the application role (which may INSERT audit rows) can never
+    make the owner's purge reach rows the policy still keeps."""
+    cutoff = now - timedelta(days=settings.RETENTION_AUDIT_DAYS)
+    for boundary in sorted(checkpoint_boundaries().values(), key=lambda b: -b.through_id):
+        row = AuditEvent.objects.filter(pk=boundary.through_id).first()
+        if row is not None and row.row_hash == boundary.through_hash and row.created_at < cutoff:
+            return boundary
+    return None
+
+
+def audit_purge(*, now: datetime | None = None) -> int:
+    """Delete the audit rows covered by the newest checkpoint that the retention policy
+    allows (owner role only: the application role has no DELETE privilege on the table).
+    Returns the rows deleted."""
     from audit.verify import verify_chain
 
-    boundary = latest_boundary()
+    if settings.RETENTION_AUDIT_DAYS <= 0:
+        raise PurgeRefused("audit retention is off (RETENTION_AUDIT_DAYS=0)")
+    boundary = _purgeable_boundary(now or timezone.now())
     if boundary is None:
-        raise PurgeRefused("no retention checkpoint: nothing may be purged")
+        raise PurgeRefused("no retention checkpoint covers rows older than the policy")
     report = verify_chain()
     if not report.ok:
         raise PurgeRefused("the audit chain is broken; purging would hide it: " + report.breaks[0])

@@ -13,6 +13,9 @@ from audit.services import payload_of
 class ChainReport:
     checked: int
     breaks: tuple[str, ...]
+    # The newest row's hash: record it outside the database (a SIEM, a ticket) to detect
+    # later removal of the newest rows, which no check inside the database can see.
+    head: str = GENESIS_HASH
 
     @property
     def ok(self) -> bool:
@@ -49,4 +52,4 @@ def verify_chain(*, max_breaks: int = 20) -> ChainReport:
             "chain start: the first row does not follow the genesis hash or any verified"
             " retention checkpoint (rows before it were removed)",
         )
-    return ChainReport(checked=checked, breaks=tuple(breaks))
+    return ChainReport(checked=checked, breaks=tuple(breaks), head=expected_prev)

@@ -50,7 +50,9 @@ def test_each_event_links_to_the_previous_and_the_chain_verifies():
     first = AuditEvent.objects.order_by("id").first()
     assert first is not None
     assert first.prev_hash == GENESIS_HASH
-    assert "intact" in _verify()
+    output = _verify()
+    assert "intact" in output
+    assert f"head {events[2].row_hash}" in output
 
 
 @pytest.mark.django_db

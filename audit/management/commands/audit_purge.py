@@ -8,7 +8,8 @@ from audit.retention import PurgeRefused, audit_purge
 
 class Command(BaseCommand):
     help = (
-        "Delete the audit rows covered by the newest retention checkpoint. Privileged: run "
+        "Delete the audit rows covered by the newest retention checkpoint older than "
+        "RETENTION_AUDIT_DAYS. Privileged: run "
         "as the database owner (DATABASE_ROLE=owner); the application role is refused."
     )
 
