@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from app import api, views
+from audit import views as audit_views
 
 api_v1 = [
     path("chat", api.ChatView.as_view(), name="api-chat"),
@@ -24,6 +25,7 @@ urlpatterns = [
     path("documents/<int:document_id>/", views.document_page, name="document"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", audit_views.metrics, name="metrics"),
     path("api/v1/", include(api_v1)),
     path("accounts/", include("allauth.urls")),
     path("staff/design-review/", include("design_review.urls")),

@@ -3,12 +3,14 @@ transaction's last statement (the chain lock is then held only until commit)."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.chain import GENESIS_HASH, canonical_payload, chain_hash
+from audit.metrics import audit_event_observed
 from audit.models import AuditEvent, EventType
 
 # One chain, one writer at a time: a transaction-scoped advisory lock serialises appends so
@@ -48,6 +50,17 @@ def audit_record(
         )
         event.row_hash = chain_hash(prev_hash, payload_of(event))
         event.save(force_insert=True)
+        # Counted once the event is durable: a rolled-back decision never happened.
+        transaction.on_commit(
+            partial(
+                audit_event_observed,
+                event_type=event.event_type,
+                decision=event.decision,
+                reason=event.reason,
+                metadata=event.metadata,
+            ),
+            robust=True,
+        )
     return event
 
 

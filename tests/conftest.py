@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 from django.db.backends.signals import connection_created
-from django.test import Client
+from django.test import Client, TransactionTestCase
 
 from app.identity import ALL_SCOPES, Principal, Tier
 from app.models import User
 from app.selectors import principal_for
 from app.services import token_issue
+from tests.db_roles import owner_role, use_role
 
 
 def _test_code_sees_all_rows(sender: Any, connection: Any, **kwargs: Any) -> None:
@@ -120,10 +121,35 @@ def celery_worker_thread(transactional_db: None) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> None:
-    """Seed the demo once per session; tests roll back over it. A transactional test's
-    flush empties it, and the `demo` fixture re-seeds on demand."""
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """The owner role creates and migrates the test database, as in production."""
+    use_role("owner")
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Tests run as the application role. Seed the demo once per session; tests roll back
+    over it. A transactional test's flush empties it, and the `demo` fixture re-seeds on
+    demand. The owner drops the database at the end."""
     from app.demo.seed import seed_demo
 
+    use_role("app")
     with django_db_blocker.unblock():
         seed_demo()
+    yield
+    use_role("owner")
+
+
+# Django's stubs do not list this hook; it is where TransactionTestCase flushes.
+_flush_as_app_role = TransactionTestCase._fixture_teardown  # type: ignore[attr-defined]
+
+
+def _flush_as_owner(self: TransactionTestCase) -> None:
+    """The application role may not TRUNCATE audit rows; resetting the test database
+    between transactional tests is the owner's job, with the audit truncate guard's
+    explicit opt-in."""
+    with owner_role(allow_audit_truncate=True):
+        _flush_as_app_role(self)
+
+
+TransactionTestCase._fixture_teardown = _flush_as_owner  # type: ignore[attr-defined]

@@ -73,6 +73,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "app.middleware.RequestIdMiddleware",
+    "audit.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -240,3 +241,38 @@ DESIGN_REVIEW_PRACTICES = env_list("DESIGN_REVIEW_PRACTICES", [])
 # Accepted risks for the live review, in the architecture format's `accepted_risks` shape
 # ({"rule", "target", "justification", "owner", "expires"}); set in a settings module.
 DESIGN_REVIEW_LIVE_ACCEPTED_RISKS: list[dict[str, str]] = []
+
+# --- ops: database roles, retention, metrics ---
+
+# Two database roles. The application connects as the one in DATABASE_URL: it may read and
+# write rows, but only SELECT/INSERT audit rows, and it owns nothing (no DDL, so it cannot
+# disable triggers or row-level security). The owner (DATABASE_OWNER_URL; the embedded
+# server records its own) owns the schema and runs migrations: `DATABASE_ROLE=owner
+# manage.py migrate` (`make run` does this). Without an owner URL one role does both.
+DATABASE_OWNER_URL = os.environ.get("DATABASE_OWNER_URL") or (
+    _EMBEDDED.get("owner_database_url", "") if USING_EMBEDDED_DATABASE else ""
+)
+DATABASE_APP_USER = str(DATABASES["default"].get("USER") or "")
+DATABASE_ROLE = os.environ.get("DATABASE_ROLE", "app")
+if DATABASE_ROLE not in {"app", "owner"}:
+    raise ValueError("DATABASE_ROLE must be 'app' or 'owner'")
+if DATABASE_ROLE == "owner" and DATABASE_OWNER_URL:
+    DATABASES["default"] = _database_config(DATABASE_OWNER_URL)
+
+# Retention (Celery beat runs `app.retention_run`; `make run` starts beat): conversations
+# untouched for longer than RETENTION_CONVERSATION_DAYS are deleted with their messages;
+# audit rows older than RETENTION_AUDIT_DAYS get a checkpoint, after which the owner role
+# may purge them (`audit_purge`; see audit/retention.py). 0 turns either off.
+RETENTION_CONVERSATION_DAYS = env_int("RETENTION_CONVERSATION_DAYS", 90)
+RETENTION_AUDIT_DAYS = env_int("RETENTION_AUDIT_DAYS", 400)
+RETENTION_SCHEDULE_S = env_int("RETENTION_SCHEDULE_S", 24 * 3600)
+RETENTION_BATCH = env_int("RETENTION_BATCH", 500)
+CELERY_BEAT_SCHEDULE = {
+    "retention": {"task": "app.retention_run", "schedule": float(RETENTION_SCHEDULE_S)},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# Prometheus metrics at /metrics: loopback clients or staff only. Several web/worker
+# processes share counters through files in this directory (prometheus_client's
+# multiprocess mode); infra.run sets PROMETHEUS_MULTIPROC_DIR for the processes it starts.
+METRICS_ENABLED = env_bool("METRICS_ENABLED", True)

@@ -16,4 +16,6 @@ class Command(BaseCommand):
             raise CommandError(
                 f"audit chain BROKEN: {len(report.breaks)} problem(s) in {report.checked} events"
             )
-        self.stdout.write(f"audit chain intact: {report.checked} events verified")
+        self.stdout.write(
+            f"audit chain intact: {report.checked} events verified; head {report.head}"
+        )
