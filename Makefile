@@ -57,3 +57,8 @@ lock: venv
 
 clean: stop
 	rm -rf var staticfiles
+
+.PHONY: bench-guards
+## Guardrails: detection/false-positive rates on the labelled corpus, latency per guard.
+bench-guards: venv
+	$(BIN)/python -m infra.run script bench/bench_guards.py
