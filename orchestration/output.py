@@ -1,7 +1,9 @@
 """Output validation, applied to the answer as it streams.
 
-The model's output is untrusted. Text is released segment by segment (a sentence or a
-line) only after the segment has been checked:
+The model's output is untrusted. Plain words (lower-case letters, or a common word
+starting a sentence) stream at once: they cannot carry any of the things below. From the
+first word that could (a capitalised word, digits, symbols, brackets, URLs), text is held
+until the end of its sentence or line and released only after that segment is checked:
 
 - the turn's canary token anywhere in the output ⇒ the answer is blocked (the system
   prompt leaked);
@@ -54,6 +56,13 @@ _MD_LINK = re.compile(r"(?<!!)\[([^\]]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\
 _BARE_URL = re.compile(r"\bhttps?://[^\s)>\]]+", re.IGNORECASE)
 _SEGMENT_END = re.compile(r"(?<=[.!?:])\s+|\n")
 _MAX_BUFFER = 600
+_WORD = re.compile(r"\s*\S+\s+")
+_PLAIN_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+_SENTENCE_STARTERS = frozenset(
+    "a an and as at based but by for from here how i if in it its no on or our please so "
+    "that the there these this those to we what when where which while who why with yes "
+    "you your according answer sorry unfortunately".split()
+)
 
 
 class CanaryLeak(Exception):
@@ -88,6 +97,8 @@ class OutputGuard:
     removed_links: int = 0
     _raw: str = ""
     _buffer: str = ""
+    _holding: bool = False
+    _at_start: bool = True
     _released: list[str] = field(default_factory=list)
 
     def _count(self, kind: str) -> None:
@@ -105,7 +116,47 @@ class OutputGuard:
         self._raw += delta
         self._check_canary()
         self._buffer += delta
-        # Release complete segments; keep the last (maybe incomplete) one buffered.
+        out = ""
+        while True:
+            if not self._holding:
+                out += self._release_plain_words()
+                if not self._holding:
+                    return out  # waiting for the rest of a word
+            segment = self._release_segment()
+            if not segment:
+                return out  # holding until the segment is complete
+            out += segment
+            self._holding = False
+            self._at_start = True
+
+    def _is_plain(self, word: str) -> bool:
+        """A word that cannot carry a secret, PII, a URL, a citation or the canary: lower-case
+        letters only, or a common sentence starter at the start of a sentence."""
+        core = word.rstrip(",;:.!?")
+        if _PLAIN_WORD.fullmatch(core):
+            return True
+        return self._at_start and core.istitle() and core.lower() in _SENTENCE_STARTERS
+
+    def _release_plain_words(self) -> str:
+        """Stream complete plain words at once (tokens reach the user while the model is
+        still generating); stop at the first word that needs checking, and hold from there."""
+        position, released = 0, []
+        while match := _WORD.match(self._buffer, position):
+            word = match.group().strip()
+            if not self._is_plain(word):
+                self._holding = True
+                break
+            released.append(match.group())
+            position = match.end()
+            self._at_start = word[-1] in ".!?:"
+        self._buffer = self._buffer[position:]
+        text = "".join(released)
+        if text:
+            self._released.append(text)
+        return text
+
+    def _release_segment(self) -> str:
+        """Release the held text up to the end of its sentence or line, checked."""
         pieces = _SEGMENT_END.split(self._buffer)
         if len(pieces) == 1 and len(self._buffer) < _MAX_BUFFER:
             return ""

@@ -174,3 +174,17 @@ def test_validate_output_audits_redactions(principal_of):
     event = AuditEvent.objects.filter(event_type="output.redacted").last()
     assert event is not None
     assert event.metadata["redactions"] == {"aws_access_key": 1}
+
+
+def test_plain_words_stream_at_once_and_checkable_text_is_held_until_checked():
+    guard = _guard(permitted="")
+    assert guard.feed("From ") == "From "
+    assert guard.feed("the documents: ") == "the documents: "
+    # A capitalised word may start a name: held until its sentence is complete and checked.
+    assert guard.feed("Contact ") == ""
+    assert guard.feed("Maria ") == ""
+    released = guard.feed("Gonzalez today. ")
+    assert "Maria" not in released
+    assert "Gonzalez" not in released
+    assert "[redacted person]" in released
+    assert guard.feed("thanks ") == "thanks "
