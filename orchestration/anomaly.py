@@ -2,9 +2,10 @@
 
 Signals (blocked or flagged turns, every turn for rate, unusually broad retrieval) are
 added to a sorted set per user, scored by time; the score is the weighted sum of the
-signals inside the window. Above ANOMALY_THROTTLE_AT the user is throttled (a few turns a
-minute), above ANOMALY_LOCK_AT the account is locked for chat until an admin reviews it.
-Each transition is stored on `AnomalyState` and audited in one transaction.
+signals inside the window, turns counting only beyond ANOMALY_RATE_ALLOWANCE. Above
+ANOMALY_THROTTLE_AT the user is throttled (a few turns a minute), above ANOMALY_LOCK_AT
+the account is locked for chat until an admin reviews it. Each transition is stored on
+`AnomalyState` and audited in one transaction.
 """
 
 from __future__ import annotations
@@ -40,12 +41,17 @@ def rolling_score(user_id: int, *, now: float | None = None) -> float:
     key = _key(user_id)
     client.zremrangebyscore(key, 0, now - settings.ANOMALY_WINDOW_S)
     weights = settings.ANOMALY_WEIGHTS
-    total = 0.0
+    total, turns = 0.0, 0
     for member in client.zrange(key, 0, -1):
         name = member.decode() if isinstance(member, bytes) else str(member)
         kind = name.split(":", 1)[0]
-        total += float(weights.get(kind, 0.0))
-    return total
+        if kind == "turn":
+            turns += 1
+        else:
+            total += float(weights.get(kind, 0.0))
+    # Rate: only turns beyond the normal allowance for the window count.
+    excess = max(0, turns - settings.ANOMALY_RATE_ALLOWANCE)
+    return total + excess * float(weights.get("turn", 0.0))
 
 
 def _target(score: float, current: str) -> str:

@@ -10,6 +10,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from app.redis import redis_client
+
+
+@pytest.fixture(autouse=True)
+def _no_anomaly_signals_across_tests() -> Iterator[None]:
+    """Rolling anomaly scores live in Redis, which tests do not roll back: start and end
+    each test with none, so one test's blocked turns never throttle another's user."""
+
+    def clear() -> None:
+        client = redis_client()
+        for key in client.scan_iter(match="anomaly:*"):
+            client.delete(key)
+
+    clear()
+    yield
+    clear()
+
 
 @dataclass
 class GuardServer:

@@ -96,3 +96,14 @@ def test_unusually_broad_retrieval_is_a_signal(bob, settings):
     assert anomaly.retrieval_breadth_record(principal=bob, document_ids=[3, 4]) is None
     assert anomaly.retrieval_breadth_record(principal=bob, document_ids=[5, 6]) == "throttled"
     redis_client().delete(f"anomaly:docs:{bob.user_id}")
+
+
+def test_turns_count_only_beyond_the_normal_rate(bob, settings):
+    settings.ANOMALY_RATE_ALLOWANCE = 3
+    settings.ANOMALY_WEIGHTS = {**settings.ANOMALY_WEIGHTS, "turn": 0.5}
+    for _ in range(3):
+        anomaly.anomaly_signal(principal=bob, kind="turn")
+    assert anomaly.rolling_score(bob.user_id) == 0
+    anomaly.anomaly_signal(principal=bob, kind="turn")
+    anomaly.anomaly_signal(principal=bob, kind="turn")
+    assert anomaly.rolling_score(bob.user_id) == 1.0
