@@ -62,3 +62,8 @@ clean: stop
 ## Review a generated 200-element architecture (ELEMENTS=..., RUNS=...): timing per stage.
 bench-design-review: venv
 	ELEMENTS=$(or $(ELEMENTS),200) RUNS=$(or $(RUNS),30) $(BIN)/python bench/bench_design_review.py
+
+.PHONY: bench-guards
+## Guardrails: detection/false-positive rates on the labelled corpus, latency per guard.
+bench-guards: venv
+	$(BIN)/python -m infra.run script bench/bench_guards.py

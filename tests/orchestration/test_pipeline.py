@@ -107,6 +107,7 @@ def test_validate_input_allows_newline_tab_and_carriage_return():
 # 5 filter_context ---------------------------------------------------------------------------
 
 
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("clearance", "kept"),
     [
@@ -123,6 +124,7 @@ def test_filter_context_drops_chunk_above_clearance(clearance, kept):
     assert all(c.tier <= clearance for c in filtered.context)
 
 
+@pytest.mark.django_db
 def test_filter_context_drops_chunk_above_clearance_even_when_it_is_the_only_one():
     turn = Turn(
         principal=_principal(Tier.INTERNAL),
@@ -178,6 +180,7 @@ def test_decide_policy_stops_turn_when_no_provider_may_take_its_tier(local_max_t
 # 9 validate_output --------------------------------------------------------------------------
 
 
+@pytest.mark.django_db
 def test_validate_output_drops_citation_markers_not_shown_to_the_principal():
     shown = (_chunk(1, Tier.PUBLIC), _chunk(2, Tier.INTERNAL))
     turn = Turn(principal=_principal(), message="q", context=shown)
@@ -194,6 +197,7 @@ def test_validate_output_drops_citation_markers_not_shown_to_the_principal():
     assert answer.provider == "local"
 
 
+@pytest.mark.django_db
 def test_validate_output_without_context_keeps_no_citations():
     turn = Turn(principal=_principal(), message="q")
     completion = Completion(text="x [1]", cited_markers=(1,), provider="local", model="m")

@@ -1,0 +1,155 @@
+"""Runtime anomaly detection: a per-user rolling score in Redis.
+
+Signals (blocked or flagged turns, every turn for rate, unusually broad retrieval) are
+added to a sorted set per user, scored by time; the score is the weighted sum of the
+signals inside the window, turns counting only beyond ANOMALY_RATE_ALLOWANCE. Above
+ANOMALY_THROTTLE_AT the user is throttled (a few turns a minute), above ANOMALY_LOCK_AT
+the account is locked for chat until an admin reviews it. Each transition is stored on
+`AnomalyState` and audited in one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from app.identity import Principal
+from app.redis import redis_client
+from audit.models import EventType
+from audit.services import audit_record
+from orchestration.models import AnomalyState
+
+State = AnomalyState.State
+
+
+def _key(user_id: int) -> str:
+    return f"anomaly:signals:{user_id}"
+
+
+def state_of(user_id: int) -> str:
+    state = AnomalyState.objects.filter(user_id=user_id).values_list("state", flat=True).first()
+    return state or State.NORMAL
+
+
+def rolling_score(user_id: int, *, now: float | None = None) -> float:
+    now = time.time() if now is None else now
+    client = redis_client()
+    key = _key(user_id)
+    client.zremrangebyscore(key, 0, now - settings.ANOMALY_WINDOW_S)
+    weights = settings.ANOMALY_WEIGHTS
+    total, turns = 0.0, 0
+    for member in client.zrange(key, 0, -1):
+        name = member.decode() if isinstance(member, bytes) else str(member)
+        kind = name.split(":", 1)[0]
+        if kind == "turn":
+            turns += 1
+        else:
+            total += float(weights.get(kind, 0.0))
+    # Rate: only turns beyond the normal allowance for the window count.
+    excess = max(0, turns - settings.ANOMALY_RATE_ALLOWANCE)
+    return total + excess * float(weights.get("turn", 0.0))
+
+
+def _target(score: float, current: str) -> str:
+    if current == State.LOCKED:
+        return State.LOCKED  # only an admin unlocks
+    if score >= settings.ANOMALY_LOCK_AT:
+        return State.LOCKED
+    if score >= settings.ANOMALY_THROTTLE_AT:
+        return State.THROTTLED
+    return State.NORMAL
+
+
+def anomaly_signal(*, principal: Principal, kind: str, now: float | None = None) -> str:
+    """Record one signal for the principal's user and apply any state transition.
+    Returns the user's state after it."""
+    if kind not in settings.ANOMALY_WEIGHTS:
+        raise ValueError(f"unknown anomaly signal {kind!r}")
+    now = time.time() if now is None else now
+    client = redis_client()
+    key = _key(principal.user_id)
+    client.zadd(key, {f"{kind}:{uuid.uuid4().hex}": now})
+    client.expire(key, settings.ANOMALY_WINDOW_S * 2)
+    score = rolling_score(principal.user_id, now=now)
+    current = state_of(principal.user_id)
+    target = _target(score, current)
+    if target != current:
+        anomaly_transition(
+            user_id=principal.user_id,
+            state=target,
+            score=score,
+            reason=f"signal:{kind}",
+            actor_id=None,
+            request_id=principal.request_id,
+        )
+    return target
+
+
+def anomaly_transition(
+    *,
+    user_id: int,
+    state: str,
+    score: float,
+    reason: str,
+    actor_id: int | None,
+    request_id: str = "",
+) -> None:
+    """Move a user to `state`, audited in the same transaction."""
+    with transaction.atomic():
+        row, _ = AnomalyState.objects.select_for_update().get_or_create(user_id=user_id)
+        previous = row.state
+        row.state = state
+        row.score = score
+        row.reason = reason[:64]
+        row.changed_at = timezone.now()
+        row.reviewed_by_id = actor_id
+        row.save()
+        audit_record(
+            event_type=EventType.ANOMALY_CHANGED,
+            actor_id=actor_id if actor_id is not None else user_id,
+            request_id=request_id,
+            subject=f"user:{user_id}",
+            decision=state,
+            reason=reason[:64],
+            metadata={"from": previous, "to": state, "score": round(score, 2), "user": user_id},
+        )
+
+
+def anomaly_review_clear(*, user_id: int, admin_id: int) -> None:
+    """An admin reviewed the account: back to normal, rolling signals forgotten."""
+    redis_client().delete(_key(user_id))
+    anomaly_transition(
+        user_id=user_id, state=State.NORMAL, score=0.0, reason="admin_review", actor_id=admin_id
+    )
+
+
+def throttle_allows(user_id: int, *, now: float | None = None) -> bool:
+    """For a throttled user: at most ANOMALY_THROTTLED_TURNS_PER_MIN turns per minute."""
+    now = time.time() if now is None else now
+    key = f"anomaly:throttle:{user_id}:{int(now // 60)}"
+    client = redis_client()
+    count = int(client.incr(key))
+    client.expire(key, 120)
+    return count <= settings.ANOMALY_THROTTLED_TURNS_PER_MIN
+
+
+def retrieval_breadth_record(*, principal: Principal, document_ids: list[int]) -> str | None:
+    """Track the distinct documents a user's turns retrieved within the window; each time
+    the count passes another multiple of ANOMALY_BROAD_RETRIEVAL_DOCS, that is a signal."""
+    if not document_ids:
+        return None
+    client = redis_client()
+    key = f"anomaly:docs:{principal.user_id}"
+    before = int(client.scard(key))
+    client.sadd(key, *document_ids)
+    if before == 0:
+        client.expire(key, settings.ANOMALY_WINDOW_S)
+    after = int(client.scard(key))
+    step = settings.ANOMALY_BROAD_RETRIEVAL_DOCS
+    if after // step > before // step:
+        return anomaly_signal(principal=principal, kind="broad_retrieval")
+    return None

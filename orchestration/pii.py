@@ -1,0 +1,214 @@
+"""PII detection (Presidio: regex recognisers + spaCy NER) and reversible redaction.
+
+Presidio's analyzer takes seconds to build, so one instance serves the whole process.
+Its e-mail/URL recognisers call tldextract, which by default downloads the public suffix
+list: `tldextract_offline` replaces tldextract's module-level extractor with one that
+uses only the snapshot bundled in the wheel, before any analysis runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+
+from broker.types import CompletionRequest
+
+if TYPE_CHECKING:
+    from presidio_analyzer import AnalyzerEngine
+
+_lock = threading.Lock()
+_engine: AnalyzerEngine | None = None
+
+
+def tldextract_offline() -> None:
+    """Make every tldextract lookup use the bundled public suffix snapshot, never HTTP."""
+    import tldextract.tldextract as tld
+
+    if getattr(tld.TLD_EXTRACTOR, "_offline", False):
+        return
+    extractor = tld.TLDExtract(cache_dir=None, suffix_list_urls=(), fallback_to_snapshot=True)
+    extractor._offline = True  # type: ignore[attr-defined]
+    tld.TLD_EXTRACTOR = extractor
+
+
+_NON_PII_LABELS = [
+    "CARDINAL", "EVENT", "LANGUAGE", "LAW", "MONEY", "ORDINAL", "PERCENT", "PRODUCT",
+    "QUANTITY", "WORK_OF_ART", "FAC",
+]  # fmt: skip
+
+
+_STREET_TYPES = (
+    "Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|"
+    "Terrace|Circle|Cir|Parkway|Pkwy|Highway|Hwy|Square|Sq|Trail|Trl|Alley|Glen|Grove|"
+    "Heights|Hills?|Crossing|Estates?|Gardens?|Green|Isle|Junction|Mall|Manor|Meadows?|Mews|"
+    "Mills?|Park|Pass|Path|Pike|Point|Ridge|Row|Run|Shores?|Springs?|Station|Summit|Valley|"
+    "Views?|Village|Ville|Walk|Wells?|Ways|Loop|Plaza|Port|Ports|Rest|Route|Spur|Stravenue|"
+    "Fort|Forge|Ford|Falls|Ferry|Field|Fields|Flat|Flats|Creek|Crescent|Cove|Course|Corner|"
+    "Common|Club|Cliff|Center|Causeway|Canyon|Burg|Brook|Branch|Bridge|Bluff|Bend|Bypass|"
+    "Camp|Cape|Curve|Dale|Dam|Divide|Expressway|Extension|Freeway|Gateway|Harbor|Haven|"
+    "Hollow|Inlet|Island|Key|Knoll|Lake|Landing|Light|Lock|Lodge|Mission|Motorway|Mount|"
+    "Mountain|Neck|Orchard|Oval|Overpass|Pine|Pines|Plain|Plains|Prairie|Radial|Ramp|Ranch|"
+    "Rapid|Shoal|Skyway|Throughway|Trace|Track|Trafficway|Tunnel|Turnpike|Underpass|Union|"
+    "Vista|Via|Viaduct"
+)
+
+
+def street_address_recognizer() -> Any:
+    """Presidio has no street-address recogniser; this one finds "<number> <name> <type>"
+    (with an optional apartment/suite) and US military addresses."""
+    from presidio_analyzer import Pattern, PatternRecognizer
+
+    return PatternRecognizer(
+        supported_entity="STREET_ADDRESS",
+        name="StreetAddressRecognizer",
+        patterns=[
+            Pattern(
+                "street",
+                rf"\b\d{{1,6}}\s+(?:[A-Z][a-z]+\s+){{1,3}}(?:{_STREET_TYPES})\b\.?"
+                r"(?:,?\s+(?:Apt\.|Suite|Unit|#)\s*\w+)?",
+                0.6,
+            ),
+            Pattern(
+                "military",
+                r"\b(?:PSC|Unit|USNS|USNV|USS|USCGC)\s+[\w ]{1,20},\s+"
+                r"(?:Box\s+\d+,\s+)?[AF]PO\s+A[AEP]\s+\d{5}\b",
+                0.6,
+            ),
+        ],
+    )
+
+
+def analyzer() -> AnalyzerEngine:
+    """The process's Presidio analyzer (built on first use)."""
+    global _engine
+    with _lock:
+        if _engine is None:
+            # Presidio logs the analysed text (and its context words) at DEBUG: never let
+            # that reach a log handler.
+            logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)
+            tldextract_offline()
+            from presidio_analyzer import AnalyzerEngine
+            from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+            nlp = NlpEngineProvider(
+                nlp_configuration={
+                    "nlp_engine_name": "spacy",
+                    "models": [{"lang_code": "en", "model_name": settings.PII_SPACY_MODEL}],
+                    # spaCy labels that are not PII: ignored, instead of a warning per call.
+                    "ner_model_configuration": {"labels_to_ignore": _NON_PII_LABELS},
+                }
+            ).create_engine()
+            _engine = AnalyzerEngine(nlp_engine=nlp, supported_languages=["en"])
+            _engine.registry.add_recognizer(street_address_recognizer())
+        return _engine
+
+
+@dataclass(frozen=True, slots=True)
+class PiiSpan:
+    entity: str
+    start: int
+    end: int
+    score: float
+
+
+def find_pii(text: str) -> list[PiiSpan]:
+    """PII spans in `text`, overlapping detections resolved to the longest/highest."""
+    if not text.strip():
+        return []
+    results = analyzer().analyze(
+        text=text,
+        language="en",
+        entities=list(settings.PII_ENTITIES),
+        score_threshold=settings.PII_MIN_SCORE,
+    )
+    spans = sorted(
+        (PiiSpan(r.entity_type, r.start, r.end, r.score) for r in results),
+        key=lambda s: (s.start, -(s.end - s.start), -s.score),
+    )
+    kept: list[PiiSpan] = []
+    for span in spans:
+        if kept and span.start < kept[-1].end:
+            continue  # overlaps a longer/earlier span
+        kept.append(span)
+    return kept
+
+
+def pii_entities(text: str) -> dict[str, int]:
+    """Count per entity type (what may be audited: never the values)."""
+    counts: dict[str, int] = {}
+    for span in find_pii(text):
+        counts[span.entity] = counts.get(span.entity, 0) + 1
+    return counts
+
+
+_PLACEHOLDER_NAMES = {
+    "EMAIL_ADDRESS": "EMAIL",
+    "PHONE_NUMBER": "PHONE",
+    "US_SSN": "SSN",
+    "CREDIT_CARD": "CARD",
+    "IBAN_CODE": "IBAN",
+    "IP_ADDRESS": "IP",
+    "STREET_ADDRESS": "ADDRESS",
+}
+
+
+class Pseudonymizer:
+    """Replaces PII by typed placeholders (`<PERSON_1>`, `<EMAIL_1>`) consistently across
+    several texts of one request; `restore` puts the originals back. The mapping lives only
+    in this object, which lives only for one turn."""
+
+    def __init__(self) -> None:
+        self._by_value: dict[tuple[str, str], str] = {}
+        self._by_placeholder: dict[str, str] = {}
+        self._counters: dict[str, int] = {}
+
+    def _placeholder(self, entity: str, value: str) -> str:
+        key = (entity, value)
+        if key not in self._by_value:
+            name = _PLACEHOLDER_NAMES.get(entity, entity)
+            self._counters[name] = self._counters.get(name, 0) + 1
+            placeholder = f"<{name}_{self._counters[name]}>"
+            self._by_value[key] = placeholder
+            self._by_placeholder[placeholder] = value
+        return self._by_value[key]
+
+    def redact(self, text: str) -> str:
+        out: list[str] = []
+        position = 0
+        for span in find_pii(text):
+            out.append(text[position : span.start])
+            out.append(self._placeholder(span.entity, text[span.start : span.end]))
+            position = span.end
+        out.append(text[position:])
+        return "".join(out)
+
+    def restore(self, text: str) -> str:
+        if not self._by_placeholder:
+            return text
+        pattern = re.compile("|".join(re.escape(p) for p in self._by_placeholder))
+        return pattern.sub(lambda m: self._by_placeholder[m.group()], text)
+
+    def __repr__(self) -> str:  # never show the mapping, even in a traceback
+        return f"<Pseudonymizer placeholders={len(self._by_placeholder)}>"
+
+
+def presidio_redactor(
+    request: CompletionRequest,
+) -> tuple[CompletionRequest, Callable[[str], str]]:
+    """The broker's `PiiRedactor`: PII in the user message and the context passages become
+    typed placeholders; the returned function restores them in the provider's output."""
+    pseudonymizer = Pseudonymizer()
+    redacted = replace(
+        request,
+        user_message=pseudonymizer.redact(request.user_message),
+        system=pseudonymizer.redact(request.system),
+        context=tuple(replace(c, text=pseudonymizer.redact(c.text)) for c in request.context),
+        redactor=None,
+    )
+    return redacted, pseudonymizer.restore

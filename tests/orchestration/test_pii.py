@@ -1,0 +1,115 @@
+"""PII on the user turn (step 3) and the broker's PiiRedactor."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from app.identity import ALL_SCOPES, Principal, Tier
+from broker.types import CompletionRequest, ContextChunk
+from orchestration import pii
+from orchestration.pipeline import Turn, classify_and_redact_pii
+
+MESSAGE = (
+    "Please send the contract to Maria Gonzalez at maria.gonzalez@example.org "
+    "and charge card 4111 1111 1111 1111."
+)
+
+
+def _principal() -> Principal:
+    return Principal(
+        user_id=1, username="t", groups=(), group_ids=(), clearance=Tier.INTERNAL,
+        scopes=ALL_SCOPES, request_id="r",
+    )  # fmt: skip
+
+
+def test_pii_makes_the_turn_at_least_confidential():
+    turn = classify_and_redact_pii(Turn(principal=_principal(), message=MESSAGE))
+    assert turn.sensitivity is Tier.CONFIDENTIAL
+    assert dict(turn.pii) == {"PERSON": 1, "EMAIL_ADDRESS": 1, "CREDIT_CARD": 1}
+
+
+def test_pii_never_lowers_a_higher_tier():
+    turn = Turn(principal=_principal(), message=MESSAGE, sensitivity=Tier.RESTRICTED)
+    assert classify_and_redact_pii(turn).sensitivity is Tier.RESTRICTED
+
+
+def test_a_turn_without_pii_keeps_its_tier():
+    turn = classify_and_redact_pii(Turn(principal=_principal(), message="Who approves invoices?"))
+    assert turn.sensitivity is Tier.PUBLIC
+    assert turn.pii == ()
+
+
+def _request(message: str, context_text: str = "") -> CompletionRequest:
+    context = (
+        ContextChunk(
+            marker=1, chunk_id=1, document_id=1, title="Doc", text=context_text, tier=Tier.INTERNAL
+        ),
+    )
+    return CompletionRequest(
+        system="You answer questions.",
+        user_message=message,
+        context=context if context_text else (),
+        sensitivity=Tier.CONFIDENTIAL,
+        user_hash="h",
+        request_id="r",
+        redactor=pii.presidio_redactor,
+    )
+
+
+def test_redactor_replaces_pii_with_typed_placeholders_and_restores_them():
+    request = _request(MESSAGE, context_text="Maria Gonzalez joined in 2024; call 415-867-5309.")
+    redacted, restore = pii.presidio_redactor(request)
+    for value in ("Maria Gonzalez", "maria.gonzalez@example.org", "4111 1111 1111 1111"):
+        assert value not in redacted.user_message
+        assert value not in redacted.context[0].text
+    assert "<PERSON_1>" in redacted.user_message
+    assert "<EMAIL_1>" in redacted.user_message
+    assert "<CARD_1>" in redacted.user_message
+    # The same person gets the same placeholder in the context.
+    assert "<PERSON_1>" in redacted.context[0].text
+    assert redacted.redactor is None
+    answer = "I will send it to <PERSON_1> at <EMAIL_1>."
+    assert restore(answer) == "I will send it to Maria Gonzalez at maria.gonzalez@example.org."
+
+
+def test_redactor_mapping_is_not_exposed_by_repr():
+    pseudonymizer = pii.Pseudonymizer()
+    pseudonymizer.redact(MESSAGE)
+    assert "Maria" not in repr(pseudonymizer)
+    assert "maria.gonzalez" not in repr(pseudonymizer)
+
+
+def test_tldextract_never_attempts_network_access(monkeypatch):
+    """Presidio's e-mail recogniser calls tldextract; it must use the bundled snapshot."""
+    import tldextract.tldextract as tld
+
+    attempts: list[object] = []
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        attempts.append(args)
+        raise OSError("network access attempted")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    pii.analyzer()  # built once per process; configures tldextract
+    # Fresh state: no suffix list loaded yet, no cache directory to fall back on.
+    monkeypatch.setattr(tld.TLD_EXTRACTOR, "_extractor", None)
+    monkeypatch.setenv("TLDEXTRACT_CACHE", "/nonexistent-tldextract-cache")
+    found = pii.pii_entities("Write to someone@example.co.uk today.")
+    assert found.get("EMAIL_ADDRESS") == 1
+    assert attempts == []
+    assert tld.TLD_EXTRACTOR.suffix_list_urls == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "entity"),
+    [
+        ("Call me on +1 415-867-5309 tomorrow.", "PHONE_NUMBER"),
+        ("Her SSN is 536-90-4399.", "US_SSN"),
+        ("Pay to IBAN GB82 WEST 1234 5698 7654 32 please.", "IBAN_CODE"),
+    ],
+)
+def test_presidio_regex_recognisers_find_structured_pii(text, entity):
+    assert entity in pii.pii_entities(text)
