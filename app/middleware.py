@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from app.logs import get_logger
 from app.selectors import principal_for
-from app.services import token_authenticate, user_log_hash
+from app.services import token_authenticate, token_use_record, user_log_hash
 from retrieval.rls import privileged_scope
 
 log = get_logger("app.request")
@@ -88,6 +88,7 @@ class PrincipalMiddleware:
                 token_id=str(token.pk),
             )
             structlog.contextvars.bind_contextvars(token_id=str(token.pk))
+            token_use_record(token=token, request_id=request_id, path=request.path)
         elif request.user.is_authenticated:
             principal = principal_for(request.user, request_id=request_id)  # type: ignore[arg-type]
         request.principal = principal  # type: ignore[attr-defined]

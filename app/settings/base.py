@@ -227,3 +227,8 @@ LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 LOGGING = logging_config(LOG_LEVEL)
 configure_structlog()
 ENVIRONMENT = "base"
+
+# --- gateway, identity and secrets ------------------------------------------------------
+
+# Tokens minted from a browser session (POST /api/v1/auth/token) live at most 15 minutes.
+API_TOKEN_SESSION_MAX_TTL_S = min(env_int("API_TOKEN_SESSION_MAX_TTL_S", 900), 900)
