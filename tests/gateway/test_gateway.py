@@ -51,7 +51,7 @@ def _handshake(gateway, context: ssl.SSLContext) -> str:
 # --- TLS ----------------------------------------------------------------------------------
 
 
-def test_tls_1_2_and_1_3_work_and_https_replies_carry_hsts(stub_gateway):
+def test_tls_1_2_and_1_3_work_and_https_replies_carry_hsts_and_permissions_policy(stub_gateway):
     v12 = ssl.TLSVersion.TLSv1_2
     v13 = ssl.TLSVersion.TLSv1_3
     assert (
@@ -64,6 +64,7 @@ def test_tls_1_2_and_1_3_work_and_https_replies_carry_hsts(stub_gateway):
         response = client.get("/healthz")
     assert response.status_code == 200
     assert response.headers["strict-transport-security"].startswith("max-age=63072000")
+    assert "camera=()" in response.headers["permissions-policy"]
     assert "nginx/" not in response.headers.get("server", "")
 
 
