@@ -23,7 +23,7 @@ run: venv
 	$(BIN)/python -m infra.run serve
 
 ## The whole test suite against real PostgreSQL + pgvector and Redis.
-test: venv browser-deps
+test: venv browser-deps gateway-deps
 	$(BIN)/python -m infra.run test $(PYTEST_ARGS)
 
 ## Filtered vector search: recall, rows and latency per strategy (SIZE=100000 by default).
@@ -67,3 +67,14 @@ bench-design-review: venv
 ## Guardrails: detection/false-positive rates on the labelled corpus, latency per guard.
 bench-guards: venv
 	$(BIN)/python -m infra.run script bench/bench_guards.py
+
+.PHONY: gateway gateway-deps
+
+## nginx (TLS 1.2+, HSTS, limit_req, ModSecurity + OWASP CRS) on https://127.0.0.1:8443
+## in front of `make run`'s server; a local CA under var/gateway/tls/. Ctrl-C stops both.
+gateway: venv gateway-deps
+	$(BIN)/python -m infra.gateway serve
+
+## Debian's nginx + ModSecurity v3 + OWASP CRS for the gateway and its tests.
+gateway-deps:
+	@bash infra/gateway/ensure-nginx.sh

@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import Http404, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -22,8 +22,13 @@ from app.api_auth import HasScope, principal_of
 from app.errors import PayloadTooLarge
 from app.identity import Principal, Tier
 from app.logs import get_logger
-from app.models import Conversation
-from app.selectors import conversation_get, conversation_messages, conversations_of
+from app.models import Conversation, User
+from app.selectors import (
+    api_token_of,
+    conversation_get,
+    conversation_messages,
+    conversations_of,
+)
 from app.serializers import (
     ChatInput,
     ChatOut,
@@ -35,12 +40,17 @@ from app.serializers import (
     IngestionJobOut,
     SearchInput,
     SearchOut,
+    TokenIssueInput,
+    TokenOut,
 )
 from app.services import (
+    TokenError,
     chat_refusal_record,
     chat_turn_record,
     data_access_record,
     document_upload,
+    token_issue_for_session,
+    token_revoke,
 )
 from audit.models import EventType
 from broker.types import ProviderUnavailable, TokenDelta
@@ -318,3 +328,50 @@ class IngestionJobView(APIView):
         if job is None:
             raise Http404
         return Response(IngestionJobOut(job).data)
+
+
+class TokenIssueView(APIView):
+    """`POST /api/v1/auth/token`: a short-lived, scoped bearer token for the signed-in user.
+    Only a session may call it (with its CSRF token); a bearer token gets 403."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="auth_token_issue",
+        request=TokenIssueInput,
+        responses={201: TokenOut, **_ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        principal = principal_of(request)
+        if principal.token_id is not None:
+            raise PermissionDenied("Tokens are issued to a signed-in session, not to a token.")
+        data = TokenIssueInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        scopes = frozenset(data.validated_data.get("scopes") or principal.scopes)
+        user: User = request.user  # type: ignore[assignment]
+        try:
+            raw, token = token_issue_for_session(
+                principal=principal, user=user, scopes=scopes, ttl_s=data.validated_data.get("ttl")
+            )
+        except TokenError as exc:
+            raise ValidationError({"token": [str(exc)]}) from None
+        out = {"id": token.pk, "token": raw, "scopes": token.scopes, "expires_at": token.expires_at}
+        response = Response(TokenOut(out).data, status=201)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class TokenRevokeView(APIView):
+    """`DELETE /api/v1/auth/token/{id}`: revoke one of the caller's own tokens (a session or
+    any of the user's tokens may do it); 404 for anyone else's."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(operation_id="auth_token_revoke", responses={204: None, **_ERRORS})
+    def delete(self, request: Request, token_id: Any) -> Response:
+        principal = principal_of(request)
+        token = api_token_of(principal, str(token_id))
+        if token is None:
+            raise Http404
+        token_revoke(token=token, actor_id=principal.user_id, request_id=principal.request_id)
+        return Response(status=204)

@@ -8,11 +8,14 @@ import uuid
 from collections.abc import Callable
 
 import structlog
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.urls import reverse
+from django.utils.http import urlencode
 
 from app.logs import get_logger
 from app.selectors import principal_for
-from app.services import token_authenticate, user_log_hash
+from app.services import token_authenticate, token_use_record, user_log_hash
 from retrieval.rls import privileged_scope
 
 log = get_logger("app.request")
@@ -88,6 +91,7 @@ class PrincipalMiddleware:
                 token_id=str(token.pk),
             )
             structlog.contextvars.bind_contextvars(token_id=str(token.pk))
+            token_use_record(token=token, request_id=request_id, path=request.path)
         elif request.user.is_authenticated:
             principal = principal_for(request.user, request_id=request_id)  # type: ignore[arg-type]
         request.principal = principal  # type: ignore[attr-defined]
@@ -108,4 +112,42 @@ class AdminDataScopeMiddleware:
         if request.path.startswith(ADMIN_PREFIX) and user is not None and user.is_staff:
             with privileged_scope("staff in Django admin"):
                 return self.get_response(request)
+        return self.get_response(request)
+
+
+def mfa_passed(request: HttpRequest) -> bool:
+    """Did this session's sign-in (or a later re-authentication) include an MFA step?"""
+    from allauth.account.authentication import get_authentication_records
+
+    records = get_authentication_records(request, request.user)  # type: ignore[arg-type]
+    return any(record.get("method") == "mfa" for record in records)
+
+
+class StaffMfaMiddleware:
+    """Django admin accepts only sessions that passed MFA (ADMIN_MFA_REQUIRED).
+
+    Admin's own password-only login form is replaced by allauth's (which runs the MFA step
+    and the login rate limits). A staff session without MFA is sent to enrol (no
+    authenticator yet) or to re-authenticate with its second factor; nothing under /admin/
+    is served to it meanwhile."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.path.startswith(ADMIN_PREFIX):
+            return self.get_response(request)
+        if request.path.startswith(ADMIN_PREFIX + "login/"):
+            target = request.GET.get("next", "")
+            target = target if target.startswith(ADMIN_PREFIX) else ADMIN_PREFIX
+            return HttpResponseRedirect(f"{settings.LOGIN_URL}?{urlencode({'next': target})}")
+        user = request.user
+        if settings.ADMIN_MFA_REQUIRED and user.is_authenticated and not mfa_passed(request):
+            from allauth.mfa.utils import is_mfa_enabled
+
+            log.warning("admin_refused_without_mfa", path=request.path)
+            if not is_mfa_enabled(user):  # type: ignore[arg-type]
+                return HttpResponseRedirect(reverse("mfa_activate_totp"))
+            query = urlencode({"next": request.get_full_path()})
+            return HttpResponseRedirect(f"{reverse('mfa_reauthenticate')}?{query}")
         return self.get_response(request)

@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from app.identity import ALL_SCOPES, Principal, Tier
-from app.models import BreakGlassGrant, Conversation, Message, User
+from app.models import ApiToken, BreakGlassGrant, Conversation, Message, User
 from retrieval.selectors import visible_document_ids
 
 
@@ -32,6 +32,11 @@ def principal_for(
         token_id=token_id,
         is_staff=user.is_staff,
     )
+
+
+def api_token_of(principal: Principal, token_id: str) -> ApiToken | None:
+    """One of the caller's own API tokens, or None (never another user's)."""
+    return ApiToken.objects.filter(user_id=principal.user_id, pk=token_id).first()
 
 
 def conversations_of(principal: Principal) -> QuerySet[Conversation]:

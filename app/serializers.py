@@ -136,3 +136,25 @@ class IngestionJobOut(serializers.Serializer):
     state = serializers.CharField()
     progress = serializers.IntegerField()
     error = serializers.CharField(allow_blank=True)
+
+
+class TokenIssueInput(serializers.Serializer):
+    scopes = serializers.ListField(
+        child=serializers.CharField(max_length=32),
+        required=False,
+        allow_empty=False,
+        max_length=8,
+        help_text="Subset of chat, search, documents (default: all of the caller's).",
+    )
+    ttl = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="Lifetime in seconds (default and maximum: API_TOKEN_SESSION_MAX_TTL_S).",
+    )
+
+
+class TokenOut(serializers.Serializer):
+    id = serializers.UUIDField()
+    token = serializers.CharField(help_text="The bearer secret; shown once, never stored.")
+    scopes = serializers.ListField(child=serializers.CharField())
+    expires_at = serializers.DateTimeField()

@@ -14,9 +14,11 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from app.identity import ALL_SCOPES, Principal, Tier
 from app.models import ApiToken, BreakGlassGrant, Citation, Conversation, Message, User
+from app.redis import redis_client
 from audit.models import EventType
 from audit.services import audit_record
 from orchestration.pipeline import Answer, Turn
@@ -90,6 +92,66 @@ def token_revoke(*, token: ApiToken, actor_id: int | None, request_id: str = "")
             subject=f"user:{token.user_id}",
             decision="revoked",
         )
+
+
+def token_issue_for_session(
+    *, principal: Principal, user: User, scopes: frozenset[str], ttl_s: int | None
+) -> tuple[str, ApiToken]:
+    """Issue a token to the signed-in user of a browser session (`POST /api/v1/auth/token`).
+
+    A token never begets a token (a leaked one cannot extend itself), the scopes are a subset
+    of the caller's own, and the lifetime is at most API_TOKEN_SESSION_MAX_TTL_S."""
+    if principal.token_id is not None:
+        raise TokenError("tokens are issued to a signed-in session, not to another token")
+    if principal.user_id != user.pk:
+        raise TokenError("a session may only issue tokens for its own user")
+    excess = scopes - principal.scopes
+    if excess:
+        raise TokenError(f"scopes beyond your own: {', '.join(sorted(excess))}")
+    ceiling = settings.API_TOKEN_SESSION_MAX_TTL_S
+    ttl = min(settings.API_TOKEN_DEFAULT_TTL_S, ceiling) if ttl_s is None else ttl_s
+    if not 0 < ttl <= ceiling:
+        raise TokenError(f"ttl must be between 1 and {ceiling} seconds")
+    return token_issue(
+        user=user,
+        scopes=scopes,
+        ttl_s=ttl,
+        actor_id=principal.user_id,
+        request_id=principal.request_id,
+    )
+
+
+TOKEN_USE_AUDIT_WINDOW_S = 60
+
+
+def token_use_record(*, token: ApiToken, request_id: str, path: str) -> bool:
+    """Audit a token's use at most once per token per minute; return True when recorded.
+
+    Every request already carries the token id in its log line; the audit trail needs to
+    show *that* and *when* a token was used, not each call (one chained, locked audit row
+    per API call would serialise all API traffic on the audit chain). A Redis `SET NX EX`
+    elects the first use in each window. If Redis is unreachable every use is audited:
+    the control fails towards more evidence, not less."""
+    try:
+        first = bool(
+            redis_client().set(
+                f"token-used:{token.pk}", request_id or "1", nx=True, ex=TOKEN_USE_AUDIT_WINDOW_S
+            )
+        )
+    except RedisError:
+        first = True
+    if not first:
+        return False
+    audit_record(
+        event_type=EventType.TOKEN_USED,
+        actor_id=token.user_id,
+        request_id=request_id,
+        token_id=str(token.pk),
+        subject=f"user:{token.user_id}",
+        decision="used",
+        metadata={"window_s": TOKEN_USE_AUDIT_WINDOW_S, "path": path[:200]},
+    )
+    return True
 
 
 def token_authenticate(raw_token: str) -> ApiToken | None:

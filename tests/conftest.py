@@ -153,3 +153,30 @@ def _flush_as_owner(self: TransactionTestCase) -> None:
 
 
 TransactionTestCase._fixture_teardown = _flush_as_owner  # type: ignore[attr-defined]
+
+
+@pytest.fixture(autouse=True)
+def _force_login_counts_as_mfa(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Client.force_login` skips authentication altogether; for staff it now also marks
+    the session as having passed MFA, so admin tests need not replay a TOTP code. The MFA
+    requirement itself is proved through the real sign-in flow in tests/app/test_mfa.py."""
+    import time as _time
+
+    from allauth.account.internal.flows.login import (
+        _AUTHENTICATION_METHODS_USER_SESSION_KEY,
+        AUTHENTICATION_METHODS_SESSION_KEY,
+    )
+
+    original = Client.force_login
+
+    def force_login(self: Client, user: Any, backend: str | None = None) -> None:
+        original(self, user, backend)
+        if user.is_staff:
+            session = self.session
+            session[_AUTHENTICATION_METHODS_USER_SESSION_KEY] = str(user.pk)
+            session[AUTHENTICATION_METHODS_SESSION_KEY] = [
+                {"method": "mfa", "type": "totp", "at": _time.time()}
+            ]
+            session.save()
+
+    monkeypatch.setattr(Client, "force_login", force_login)

@@ -64,6 +64,9 @@ DEMO_USERS = (
     ),
 )
 DEMO_GROUPS = ("finance", "engineering", "hr")
+# The demo admin is MFA-enrolled with this fixed TOTP secret (printed by `seed_demo` so the
+# demo can be signed into with any authenticator app). Demo-only, like the passwords.
+DEMO_ADMIN_TOTP_SECRET = "JBSWY3DPEHPK3PXPDEMOADMINTOTP234"  # noqa: S105
 
 
 def _demo_source(file_name: str) -> str:
@@ -85,6 +88,23 @@ def _seed_accounts() -> None:
         user.is_superuser = spec.staff
         user.save()
         user.groups.set([groups[g] for g in spec.groups])
+        if spec.staff:
+            _enrol_totp(user, DEMO_ADMIN_TOTP_SECRET)
+
+
+def _enrol_totp(user: User, secret: str) -> None:
+    from allauth.mfa.models import Authenticator
+    from allauth.mfa.totp.internal.auth import TOTP
+
+    if not Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists():
+        TOTP.activate(user, secret)
+
+
+def demo_totp_uri(username: str, secret: str = DEMO_ADMIN_TOTP_SECRET) -> str:
+    """The otpauth:// URI an authenticator app imports (also what a QR code encodes)."""
+    from allauth.mfa.adapter import get_adapter
+
+    return get_adapter().build_totp_url(User.objects.get(username=username), secret)
 
 
 def _seed_documents() -> int:

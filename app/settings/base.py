@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "allauth",
     "allauth.account",
+    "allauth.mfa",
     "app",
     "audit",
     "retrieval",
@@ -72,8 +73,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "app.net.ForwardedHeadersMiddleware",
     "app.middleware.RequestIdMiddleware",
     "audit.metrics.MetricsMiddleware",
+
+    "app.ratelimit.IpRateLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -82,6 +86,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "app.middleware.PrincipalMiddleware",
+    "app.ratelimit.UserRateLimitMiddleware",
+    "app.middleware.StaffMfaMiddleware",
     "app.middleware.AdminDataScopeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -324,3 +330,61 @@ ANOMALY_BROAD_RETRIEVAL_DOCS = env_int("ANOMALY_BROAD_RETRIEVAL_DOCS", 50)
 ANOMALY_THROTTLE_AT = float(os.environ.get("ANOMALY_THROTTLE_AT", "6"))
 ANOMALY_LOCK_AT = float(os.environ.get("ANOMALY_LOCK_AT", "12"))
 ANOMALY_THROTTLED_TURNS_PER_MIN = env_int("ANOMALY_THROTTLED_TURNS_PER_MIN", 2)
+
+# --- gateway, identity and secrets ------------------------------------------------------
+
+# Tokens minted from a browser session (POST /api/v1/auth/token) live at most 15 minutes.
+API_TOKEN_SESSION_MAX_TTL_S = min(env_int("API_TOKEN_SESSION_MAX_TTL_S", 900), 900)
+
+# Forwarded headers (X-Forwarded-For/-Proto/-Host) are believed only from these addresses
+# or networks: the gateway(s). From anyone else they are dropped (app/net.py).
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+
+# MFA (allauth): TOTP with recovery codes, and WebAuthn security keys. Staff must have
+# passed MFA in this session before any Django admin page is served.
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
+MFA_TOTP_ISSUER = os.environ.get("MFA_TOTP_ISSUER", "Secure GenAI reference")
+MFA_PASSKEY_LOGIN_ENABLED = False
+MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = env_bool("MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN", False)
+ADMIN_MFA_REQUIRED = env_bool("ADMIN_MFA_REQUIRED", True)
+ACCOUNT_FORMS = {"login": "app.accounts.HoneypotLoginForm"}
+
+# allauth's own login throttles (per IP and per login name), kept in the shared cache.
+ACCOUNT_RATE_LIMITS = {
+    "login": "30/m/ip",
+    "login_failed": "10/m/ip,5/5m/key",
+    "reauthenticate": "10/m/user",
+    "reset_password": "5/m/ip,3/m/key",
+}
+# The cache holds allauth's rate-limit counters and its used-TOTP-code markers (replay
+# protection): it must be shared by every web worker, so it lives in Redis.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": (
+            "unix://" + REDIS_URL.removeprefix("redis+socket://")
+            if REDIS_URL.startswith("redis+socket://")
+            else REDIS_URL or "redis://127.0.0.1:6379/0"
+        ),
+        "KEY_PREFIX": "cache",
+    }
+}
+
+# In-app rate limits (app/ratelimit.py): name -> (requests, window seconds).
+RATE_LIMITS: dict[str, tuple[int, int]] = {
+    "ip": (env_int("RATE_LIMIT_IP_PER_MIN", 600), 60),
+    "user": (env_int("RATE_LIMIT_USER_PER_MIN", 300), 60),
+    "route:chat": (env_int("RATE_LIMIT_CHAT_PER_MIN", 20), 60),
+    "route:chat:ip": (env_int("RATE_LIMIT_CHAT_PER_MIN", 20), 60),
+    "route:login:ip": (env_int("RATE_LIMIT_LOGIN_PER_MIN", 20), 60),
+    "route:token": (10, 60),
+    "route:token:ip": (30, 60),
+}
+RATE_LIMIT_ROUTES: dict[str, tuple[str, ...]] = {
+    "chat": ("/api/v1/chat",),
+    "login": ("/accounts/login/", "/accounts/2fa/authenticate/", "/accounts/reauthenticate/"),
+    "token": ("/api/v1/auth/token",),
+}
+# allauth mails security notices (an authenticator added, say); configure SMTP through
+# EMAIL_BACKEND and Django's EMAIL_* settings in production.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

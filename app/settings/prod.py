@@ -10,7 +10,13 @@ from app.secrets import SecretUnavailable, get_mandatory_secret
 from app.settings.checks import check_production_settings
 
 from .base import *  # noqa: F403
-from .base import ALLOWED_HOSTS, LOCAL_PROVIDER_MAX_TIER, USING_EMBEDDED_DATABASE, env_bool
+from .base import (
+    ADMIN_MFA_REQUIRED,
+    ALLOWED_HOSTS,
+    LOCAL_PROVIDER_MAX_TIER,
+    USING_EMBEDDED_DATABASE,
+    env_bool,
+)
 
 ENVIRONMENT = "prod"
 DEBUG = env_bool("DJANGO_DEBUG", False)
@@ -28,6 +34,10 @@ _problems = check_production_settings(
     local_provider_max_tier=LOCAL_PROVIDER_MAX_TIER,
     allow_local_above_internal=env_bool("ALLOW_LOCAL_PROVIDER_ABOVE_INTERNAL", False),
 )
+if not ADMIN_MFA_REQUIRED:
+    _problems.append(
+        "ADMIN_MFA_REQUIRED must stay on: Django admin needs a session that passed MFA"
+    )
 if _problems:
     raise ImproperlyConfigured("unsafe production settings:\n  - " + "\n  - ".join(_problems))
 

@@ -1,5 +1,7 @@
 """The test suite: real PostgreSQL and Redis (embedded unless DATABASE_URL/REDIS_URL)."""
 
+import os
+
 from .base import *  # noqa: F403
 
 ENVIRONMENT = "test"
@@ -7,3 +9,11 @@ DEBUG = False
 SECRET_KEY = "test-key-not-secret-0123456789abcdefghijklmnopqrstuvwxyz"  # noqa: S105
 SERVE_STATIC = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only
+
+# --- gateway, identity and secrets ---
+# The suite sends hundreds of requests a minute from 127.0.0.1 as a handful of users: the
+# limits stay on, set far above that; tests/app/test_rate_limits.py sets tight ones.
+RATE_LIMITS = {name: (count * 1000, window) for name, (count, window) in RATE_LIMITS.items()}  # noqa: F405
+# Real Redis cache, in a namespace of this run: allauth's per-login failure counters from
+# an earlier run within five minutes must not lock the demo users out of this one.
+CACHES = {"default": {**CACHES["default"], "KEY_PREFIX": f"test-{os.getpid()}"}}  # noqa: F405

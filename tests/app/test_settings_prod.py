@@ -152,7 +152,14 @@ def test_explicit_escape_hatches_allow_embedded_db_and_local_provider_above_inte
 
 # --- manage.py check --deploy under app.settings.prod ------------------------------------
 
-_STRIP_PREFIXES = ("DJANGO_", "ALLOW_", "LOCAL_PROVIDER_", "DATABASE_URL", "REDIS_URL")
+_STRIP_PREFIXES = (
+    "DJANGO_",
+    "ALLOW_",
+    "LOCAL_PROVIDER_",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "ADMIN_MFA_",
+)
 
 
 def _prod_env(**overrides: str | None) -> dict[str, str]:
@@ -195,6 +202,7 @@ def deploy_checks(tmp_path_factory) -> dict[str, subprocess.CompletedProcess[str
         "no_key": _prod_env(DJANGO_SECRET_KEY=None),
         "key_ref": _prod_env(DJANGO_SECRET_KEY=None, DJANGO_SECRET_KEY_REF=f"file:{key_file}"),
         "wildcard": _prod_env(DJANGO_ALLOWED_HOSTS="*"),
+        "no_admin_mfa": _prod_env(ADMIN_MFA_REQUIRED="0"),
     }
     with ThreadPoolExecutor(max_workers=len(envs)) as pool:
         futures = {name: pool.submit(_check_deploy, env) for name, env in envs.items()}
@@ -241,6 +249,12 @@ def test_prod_refuses_to_start_with_wildcard_allowed_hosts(deploy_checks):
     result = deploy_checks["wildcard"]
     assert result.returncode != 0
     assert "DJANGO_ALLOWED_HOSTS" in result.stderr
+
+
+def test_prod_refuses_to_start_with_admin_mfa_switched_off(deploy_checks):
+    result = deploy_checks["no_admin_mfa"]
+    assert result.returncode != 0
+    assert "ADMIN_MFA_REQUIRED" in result.stderr
 
 
 # --- app.secrets --------------------------------------------------------------------------

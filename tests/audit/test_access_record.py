@@ -133,8 +133,12 @@ def test_admin_audit_search_by_document_and_actor(client, bearer, user_named):
     page = client.get("/admin/audit/auditevent/", {"q": f"document:{forecast.pk}"})
     assert page.status_code == 200
     ids = {e.pk for e in page.context["cl"].result_list}
-    alice_turn = AuditEvent.objects.get(request_id=alice_reply["request_id"])
-    bob_turn = AuditEvent.objects.get(request_id=bob_reply["request_id"])
+    alice_turn = AuditEvent.objects.get(
+        request_id=alice_reply["request_id"], event_type=EventType.CHAT_TURN
+    )
+    bob_turn = AuditEvent.objects.get(
+        request_id=bob_reply["request_id"], event_type=EventType.CHAT_TURN
+    )
     assert alice_turn.pk in ids
     assert bob_turn.pk not in ids
     page = client.get("/admin/audit/auditevent/", {"q": f"actor:{user_named('bob').pk}"})

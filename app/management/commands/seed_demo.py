@@ -4,7 +4,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from app.demo.seed import DEMO_USERS, seed_demo
+from app.demo.seed import DEMO_ADMIN_TOTP_SECRET, DEMO_USERS, demo_totp_uri, seed_demo
 
 
 class Command(BaseCommand):
@@ -19,3 +19,11 @@ class Command(BaseCommand):
         self.stdout.write(f"Demo logins (http://127.0.0.1:{port}/accounts/login/):")
         for spec in DEMO_USERS:
             self.stdout.write(f"  {spec.username:<6} {spec.password:<22} {spec.note}")
+        for spec in DEMO_USERS:
+            if spec.staff:
+                self.stdout.write(
+                    f"  {spec.username} has MFA (TOTP): add secret {DEMO_ADMIN_TOTP_SECRET} "
+                    "to an authenticator app, or import this URI:\n"
+                    f"    {demo_totp_uri(spec.username)}\n"
+                    "  (or print a current code: .venv/bin/python manage.py demo_totp_code)"
+                )

@@ -1,0 +1,157 @@
+"""In-app rate limits in Redis: per client IP, per user, and per route, with Retry-After.
+
+Defence in depth behind the gateway's `limit_req`: the app still protects itself when it is
+reached without nginx, and it knows the *user*, which nginx does not. Fixed windows
+(`INCR` + `EXPIRE` on `rl:<limit>:<who>:<window>`) cost one round trip per limit. The first
+refusal in each window is audited as `rate.limited` (one event per offender and window,
+so a flood cannot flood the audit chain). If Redis is unreachable the limits fail open and
+say so in the log: availability of the app is not made to depend on the limiter, and the
+gateway's limits still apply.
+
+`RATE_LIMITS` maps a limit name to `(requests, window_seconds)`: `ip` and `user` cover every
+request; `route:<name>` covers unsafe requests to the paths of `RATE_LIMIT_ROUTES[<name>]`,
+counted per user when signed in and per IP otherwise."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from redis.exceptions import RedisError
+
+from app.errors import error_body
+from app.logs import get_logger
+from app.redis import redis_client
+from audit.models import EventType
+from audit.services import audit_record
+
+log = get_logger("app.ratelimit")
+Handler = Callable[[HttpRequest], HttpResponse]
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    allowed: bool
+    limit: str
+    retry_after_s: int
+    first_refusal: bool
+
+
+def rate_check(*, limit: str, who: str, now: float | None = None) -> Verdict:
+    """Count one request by `who` against `limit`; say whether it may proceed."""
+    spec = settings.RATE_LIMITS.get(limit)
+    if spec is None:
+        return Verdict(True, limit, 0, False)
+    allowed_count, window_s = int(spec[0]), int(spec[1])
+    now = time.time() if now is None else now
+    window = int(now // window_s)
+    key = f"rl:{limit}:{who}:{window}"
+    try:
+        pipe = redis_client().pipeline()
+        pipe.incr(key)
+        pipe.expire(key, window_s + 1)
+        count = int(pipe.execute()[0])
+    except RedisError:
+        log.warning("rate_limit_unavailable", limit=limit)
+        return Verdict(True, limit, 0, False)
+    if count <= allowed_count:
+        return Verdict(True, limit, 0, False)
+    retry_after = max(1, math.ceil((window + 1) * window_s - now))
+    return Verdict(False, limit, retry_after, count == allowed_count + 1)
+
+
+def route_of(path: str) -> str | None:
+    for name, prefixes in settings.RATE_LIMIT_ROUTES.items():
+        if any(path.startswith(p) for p in prefixes):
+            return str(name)
+    return None
+
+
+def rate_limited_record(
+    *, request: HttpRequest, verdict: Verdict, user_id: int | None, who_kind: str
+) -> None:
+    audit_record(
+        event_type=EventType.RATE_LIMITED,
+        actor_id=user_id,
+        request_id=str(getattr(request, "request_id", "")),
+        subject=f"user:{user_id}" if user_id else "",
+        decision="refused",
+        reason=verdict.limit,
+        metadata={
+            "per": who_kind,
+            "path": request.path[:200],
+            "retry_after_s": verdict.retry_after_s,
+            "limit": list(settings.RATE_LIMITS[verdict.limit]),
+        },
+    )
+
+
+def too_many_requests(request: HttpRequest, verdict: Verdict) -> HttpResponse:
+    detail = "Too many requests. Please wait before trying again."
+    response: HttpResponse
+    if request.path.startswith("/api/"):
+        response = JsonResponse(error_body(request, "rate_limited", detail), status=429)
+    else:
+        response = HttpResponse(detail, status=429, content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = str(verdict.retry_after_s)
+    return response
+
+
+def _enforce(
+    request: HttpRequest, checks: list[tuple[str, str, str]], user_id: int | None
+) -> HttpResponse | None:
+    for limit, who, who_kind in checks:
+        verdict = rate_check(limit=limit, who=who)
+        if not verdict.allowed:
+            if verdict.first_refusal:
+                rate_limited_record(
+                    request=request, verdict=verdict, user_id=user_id, who_kind=who_kind
+                )
+            return too_many_requests(request, verdict)
+    return None
+
+
+def _ip(request: HttpRequest) -> str:
+    return str(getattr(request, "client_ip", "") or request.META.get("REMOTE_ADDR", ""))
+
+
+class IpRateLimitMiddleware:
+    """Before authentication: every request per client IP, and anonymous unsafe requests
+    to limited routes (the login form) per IP. Cheap enough to run before any DB work."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        ip = _ip(request)
+        checks = [("ip", ip, "ip")]
+        route = route_of(request.path)
+        if route is not None and request.method not in SAFE_METHODS:
+            checks.append((f"route:{route}:ip", ip, "ip"))
+        refusal = _enforce(request, checks, None)
+        return refusal or self.get_response(request)
+
+
+class UserRateLimitMiddleware:
+    """After authentication: every request per user, and unsafe requests to limited routes
+    (chat, token issue) per user, whatever IP or credential they come from."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        principal = getattr(request, "principal", None)
+        if principal is None:
+            return self.get_response(request)
+        who = str(principal.user_id)
+        checks = [("user", who, "user")]
+        route = route_of(request.path)
+        if route is not None and request.method not in SAFE_METHODS:
+            checks.append((f"route:{route}", who, "user"))
+        refusal = _enforce(request, checks, principal.user_id)
+        return refusal or self.get_response(request)
