@@ -136,7 +136,7 @@ def decide_policy(turn: Turn) -> Turn:
     if not turn.principal.has_scope("chat"):
         raise Blocked("scope_missing", "This credential may not use chat.")
     sensitivity = max([turn.sensitivity, *(c.tier for c in turn.context)])
-    candidates = tuple(p.name for p in broker.allowed_providers(sensitivity))
+    candidates = tuple(p.name for p in broker.allowed_providers(sensitivity, turn.principal.groups))
     if not candidates:
         # Never a silent downgrade: the turn stops (503) rather than going elsewhere.
         raise ProviderUnavailable(
@@ -173,6 +173,8 @@ def answer_stream(turn: Turn) -> Iterator[TokenDelta | Answer]:
         sensitivity=turn.sensitivity,
         user_hash=broker.user_hash(turn.principal.user_id),
         request_id=turn.principal.request_id,
+        actor_id=turn.principal.user_id,
+        groups=turn.principal.groups,
     )
     for event in broker.complete_stream(request):
         if isinstance(event, Completion):

@@ -227,3 +227,23 @@ LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 LOGGING = logging_config(LOG_LEVEL)
 configure_structlog()
 ENVIRONMENT = "base"
+
+# --- model broker ---------------------------------------------------------------------
+# Providers: a YAML file (config/providers.example.yaml); empty = the local provider alone.
+LLM_PROVIDERS_FILE = os.environ.get("LLM_PROVIDERS_FILE", "")
+# Confidential and restricted data go only to providers that promise zero retention.
+BROKER_CONFIDENTIAL_NEEDS_ZERO_RETENTION = env_bool(
+    "BROKER_CONFIDENTIAL_NEEDS_ZERO_RETENTION", True
+)
+BROKER_MAX_ATTEMPTS = env_int("BROKER_MAX_ATTEMPTS", 2)  # per provider, per turn
+BROKER_RETRY_BASE_S = float(os.environ.get("BROKER_RETRY_BASE_S", "0.2"))
+# A Retry-After longer than this fails over at once instead of waiting.
+BROKER_MAX_RETRY_WAIT_S = float(os.environ.get("BROKER_MAX_RETRY_WAIT_S", "2"))
+BROKER_BREAKER_FAILURES = env_int("BROKER_BREAKER_FAILURES", 3)
+BROKER_BREAKER_COOLDOWN_S = float(os.environ.get("BROKER_BREAKER_COOLDOWN_S", "30"))
+BROKER_USER_DAILY_TOKENS = env_int("BROKER_USER_DAILY_TOKENS", 200_000)  # 0: unlimited
+BROKER_USER_REQUESTS_PER_MINUTE = env_int("BROKER_USER_REQUESTS_PER_MINUTE", 30)  # 0: unlimited
+BROKER_AUDIT_EVERY_CALL = env_bool("BROKER_AUDIT_EVERY_CALL", False)  # chat.turn names it
+BROKER_REDIS_PREFIX = os.environ.get("BROKER_REDIS_PREFIX", "broker")
+# The loopback provider server (broker/loopback.py): tests, benchmarks and the demo only.
+LOOPBACK_PROVIDER_ENABLED = env_bool("LOOPBACK_PROVIDER_ENABLED", False)
