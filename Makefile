@@ -57,3 +57,8 @@ lock: venv
 
 clean: stop
 	rm -rf var staticfiles
+
+.PHONY: bench-broker
+## The broker's added latency over a direct SDK call, TTFT overhead, failover recovery.
+bench-broker: venv
+	ITERATIONS=$(or $(ITERATIONS),400) $(BIN)/python -m infra.run script bench/bench_broker.py

@@ -129,6 +129,10 @@ class _SdkProvider:
         except Exception as exc:
             raise map_sdk_error(exc) from exc
         text = "".join(parts)
+        if not text:
+            # A 200 with no content (a non-SSE body, a stream cut before any event) is a
+            # failure to answer, not an empty answer.
+            raise ProviderCallFailed("empty_response", retryable=True)
         yield Completion(
             text=text,
             cited_markers=cited_markers(text),

@@ -43,36 +43,55 @@ def breaker_state(provider: str) -> str:
     return state.decode() if isinstance(state, bytes) else CLOSED
 
 
-def breaker_admit(provider: str) -> tuple[bool, Transition | None]:
+@dataclass(frozen=True, slots=True)
+class Admission:
+    admitted: bool
+    transition: Transition | None = None
+    # Closed with no failures counted: a success needs no write to the breaker.
+    clean: bool = False
+
+
+def breaker_admit(provider: str) -> Admission:
     """May a call go to this provider now? Closed: yes. Open: no, until the cool-down has
     passed; then exactly one caller wins the half-open probe (the others still see it
     open until the probe's outcome closes or re-opens it)."""
     client = redis_client()
     key = _breaker_key(provider)
-    state, opened_at = client.hmget(key, ["state", "opened_at"])
+    state, opened_at, failures = client.hmget(key, ["state", "opened_at", "failures"])
     if state is None or state == CLOSED.encode():
-        return True, None
+        return Admission(True, clean=not int(failures or 0))
     cooldown = float(settings.BROKER_BREAKER_COOLDOWN_S)
-    if time.time() - float(opened_at or 0) < cooldown:  # type: ignore[arg-type]
-        return False, None
+    if time.time() - float(opened_at or 0) < cooldown:
+        return Admission(False)
     # The probe slot expires after a cool-down so a crashed prober cannot wedge it.
     if client.set(f"{key}:probe", "1", nx=True, px=max(1, int(cooldown * 1000))):
-        before = state.decode()  # type: ignore[union-attr]
+        before = state.decode() if isinstance(state, bytes) else str(state)
         client.hset(key, "state", HALF_OPEN)
-        failures = int(client.hget(key, "failures") or 0)
         if before != HALF_OPEN:
-            return True, Transition(provider, before, HALF_OPEN, failures)
-        return True, None
-    return False, None
+            return Admission(True, Transition(provider, before, HALF_OPEN, int(failures or 0)))
+        return Admission(True)
+    return Admission(False)
 
 
-def breaker_success(provider: str) -> Transition | None:
+def breaker_success(
+    provider: str, *, clean: bool = False, user_hash: str = "", tokens: int = 0
+) -> Transition | None:
+    """Close the provider's breaker (resetting its failure count; skipped when it was
+    `clean` at admission) and charge the user's tokens, in one round trip."""
     key = _breaker_key(provider)
-    pipe = redis_client().pipeline()  # one round trip: read the old state while resetting
-    pipe.hget(key, "state")
-    pipe.hset(key, mapping={"state": CLOSED, "failures": 0})
-    pipe.delete(f"{key}:probe")
-    state = pipe.execute()[0]
+    pipe = redis_client().pipeline(transaction=False)
+    if not clean:
+        pipe.hget(key, "state")
+        pipe.hset(key, mapping={"state": CLOSED, "failures": 0})
+        pipe.delete(f"{key}:probe")
+    if user_hash and tokens > 0:
+        budget = _budget_key(user_hash, datetime.now(UTC))
+        pipe.incrby(budget, tokens)
+        pipe.expire(budget, 2 * 86400)
+    if not len(pipe):
+        return None
+    results = pipe.execute()
+    state = None if clean else results[0]
     if state is not None and state != CLOSED.encode():
         return Transition(provider, state.decode(), CLOSED, 0)
     return None
@@ -118,16 +137,6 @@ def tokens_used_today(user_hash: str) -> int:
     return int(redis_client().get(_budget_key(user_hash, now)) or 0)
 
 
-def token_budget_check(user_hash: str) -> int | None:
-    """None when the user may still spend tokens today; else seconds until the reset."""
-    limit = int(settings.BROKER_USER_DAILY_TOKENS)
-    if limit <= 0:
-        return None
-    now = datetime.now(UTC)
-    used = int(redis_client().get(_budget_key(user_hash, now)) or 0)
-    return _seconds_to_utc_midnight(now) if used >= limit else None
-
-
 def token_budget_spend(user_hash: str, tokens: int) -> None:
     if tokens <= 0:
         return
@@ -139,17 +148,25 @@ def token_budget_spend(user_hash: str, tokens: int) -> None:
     pipe.execute()
 
 
-def request_rate_check(user_hash: str) -> int | None:
-    """Count this request in the current minute; None when allowed, else seconds until the
-    next minute begins."""
-    limit = int(settings.BROKER_USER_REQUESTS_PER_MINUTE)
-    if limit <= 0:
+def user_admit(user_hash: str) -> tuple[str, int] | None:
+    """Count this request in the user's minute and read their tokens for today, in one
+    round trip. None when both are within limits, else ("requests_per_minute" or
+    "tokens_per_day", seconds until the limit resets)."""
+    rate_limit = int(settings.BROKER_USER_REQUESTS_PER_MINUTE)
+    token_limit = int(settings.BROKER_USER_DAILY_TOKENS)
+    if rate_limit <= 0 and token_limit <= 0:
         return None
     now = time.time()
     window = int(now // 60)
-    key = f"{_prefix()}:rpm:{window}:{user_hash}"
-    pipe = redis_client().pipeline()
-    pipe.incr(key)
-    pipe.expire(key, 120)
-    count = int(pipe.execute()[0])
-    return int((window + 1) * 60 - now) + 1 if count > limit else None
+    rate_key = f"{_prefix()}:rpm:{window}:{user_hash}"
+    day = datetime.fromtimestamp(now, UTC)
+    pipe = redis_client().pipeline(transaction=False)
+    pipe.incr(rate_key)
+    pipe.expire(rate_key, 120)
+    pipe.get(_budget_key(user_hash, day))
+    count, _, used = pipe.execute()
+    if rate_limit > 0 and int(count) > rate_limit:
+        return "requests_per_minute", int((window + 1) * 60 - now) + 1
+    if token_limit > 0 and int(used or 0) >= token_limit:
+        return "tokens_per_day", _seconds_to_utc_midnight(day)
+    return None

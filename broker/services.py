@@ -44,6 +44,7 @@ from broker.types import (
 )
 
 log = get_logger("broker")
+_QUIET_SKIPS = frozenset({"breaker_open", "no_redactor"})
 INTERRUPTED_MARKER = "\n\n[The answer was interrupted: the model provider failed mid-answer.]"
 
 
@@ -172,28 +173,27 @@ def _audit_transition(request: CompletionRequest, transition: limits.Transition 
 
 def _admit_user(request: CompletionRequest) -> None:
     """Requests per minute, then tokens per day; each refusal audited, with Retry-After."""
-    wait = limits.request_rate_check(request.user_hash)
-    if wait is not None:
-        _audit(
-            request,
-            EventType.RATE_LIMITED,
-            subject="broker",
-            decision="deny",
-            reason="requests_per_minute",
-            metadata={"limit": settings.BROKER_USER_REQUESTS_PER_MINUTE, "retry_after": wait},
-        )
+    refusal = limits.user_admit(request.user_hash)
+    if refusal is None:
+        return
+    reason, wait = refusal
+    per_minute = reason == "requests_per_minute"
+    _audit(
+        request,
+        EventType.RATE_LIMITED if per_minute else EventType.BUDGET_EXCEEDED,
+        subject="broker",
+        decision="deny",
+        reason=reason,
+        metadata={
+            "limit": settings.BROKER_USER_REQUESTS_PER_MINUTE
+            if per_minute
+            else settings.BROKER_USER_DAILY_TOKENS,
+            "retry_after": wait,
+        },
+    )
+    if per_minute:
         raise RateLimited("Too many requests this minute.", retry_after_s=wait)
-    wait = limits.token_budget_check(request.user_hash)
-    if wait is not None:
-        _audit(
-            request,
-            EventType.BUDGET_EXCEEDED,
-            subject="broker",
-            decision="deny",
-            reason="tokens_per_day",
-            metadata={"limit": settings.BROKER_USER_DAILY_TOKENS, "retry_after": wait},
-        )
-        raise BudgetExceeded("Today's model usage budget is spent.", retry_after_s=wait)
+    raise BudgetExceeded("Today's model usage budget is spent.", retry_after_s=wait)
 
 
 # --- PII restore over a stream -------------------------------------------------------------
@@ -289,9 +289,9 @@ def _failover_stream(
         if config.redact_pii and request.redactor is None:
             passed.append({"provider": config.name, "reason": "no_redactor"})
             continue
-        admitted, transition = limits.breaker_admit(config.name)
-        _audit_transition(request, transition)
-        if not admitted:
+        admission = limits.breaker_admit(config.name)
+        _audit_transition(request, admission.transition)
+        if not admission.admitted:
             passed.append({"provider": config.name, "reason": "breaker_open"})
             continue
         sent, restore = (
@@ -319,7 +319,7 @@ def _failover_stream(
                             yield TokenDelta(tail)
                         text = (restore or _identity)(event.text)
                         event = replace(event, text=text, cited_markers=cited_markers(text))
-                    _on_success(request, provider, event, passed)
+                    _on_success(request, provider, event, passed, clean=admission.clean)
                     yield event
                     return
             except Exception as exc:
@@ -331,12 +331,14 @@ def _failover_stream(
                     status=failure.status,
                     attempt=attempt,
                 )
-                _audit_transition(request, limits.breaker_failure(config.name))
+                transition = limits.breaker_failure(config.name)
+                _audit_transition(request, transition)
                 if emitted:
                     yield from _interrupted(request, provider, "".join(emitted), failure)
                     return
                 wait = _backoff_s(attempt, failure) if failure.retryable else None
-                if wait is None or attempt >= max_attempts:
+                # A breaker this failure just opened also ends this turn's retries.
+                if wait is None or attempt >= max_attempts or transition is not None:
                     passed.append(
                         {"provider": config.name, "reason": failure.kind, "attempts": attempt}
                     )
@@ -358,16 +360,24 @@ def _on_success(
     provider: ConfiguredProvider,
     completion: Completion,
     passed: list[dict[str, Any]],
+    *,
+    clean: bool,
 ) -> None:
-    _audit_transition(request, limits.breaker_success(provider.name))
-    limits.token_budget_spend(request.user_hash, completion.input_tokens + completion.output_tokens)
-    if passed:
+    tokens = completion.input_tokens + completion.output_tokens
+    transition = limits.breaker_success(
+        provider.name, clean=clean, user_hash=request.user_hash, tokens=tokens
+    )
+    _audit_transition(request, transition)
+    # Skips for an open breaker (its opening is audited) or a missing redactor (static
+    # configuration) are logged, not audited once per turn; calls that failed are audited.
+    failed = [p for p in passed if p["reason"] not in _QUIET_SKIPS]
+    if failed:
         _audit(
             request,
             EventType.PROVIDER_FAILOVER,
             subject=f"provider:{provider.name}",
             decision="failover",
-            reason=str(passed[0]["reason"]),
+            reason=str(failed[0]["reason"]),
             metadata={"to": provider.name, "passed": passed},
         )
     if settings.BROKER_AUDIT_EVERY_CALL:

@@ -247,3 +247,5 @@ BROKER_AUDIT_EVERY_CALL = env_bool("BROKER_AUDIT_EVERY_CALL", False)  # chat.tur
 BROKER_REDIS_PREFIX = os.environ.get("BROKER_REDIS_PREFIX", "broker")
 # The loopback provider server (broker/loopback.py): tests, benchmarks and the demo only.
 LOOPBACK_PROVIDER_ENABLED = env_bool("LOOPBACK_PROVIDER_ENABLED", False)
+# Embeddings: "local" (in-process MiniLM) or the name of a provider with an embedding_model.
+BROKER_EMBEDDING_PROVIDER = os.environ.get("BROKER_EMBEDDING_PROVIDER", "local")

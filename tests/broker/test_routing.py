@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import pytest
@@ -20,9 +20,10 @@ from broker.types import (
     CompletionRequest,
     ContextChunk,
     ProviderUnavailable,
+    StreamEvent,
     TokenDelta,
 )
-from orchestration.pipeline import answer_stream, prepare_turn
+from orchestration.pipeline import Answer, answer_stream, prepare_turn
 from tests.broker.conftest import provider_entry
 
 CANARY = "CANARY-restricted-7f3a9"
@@ -49,6 +50,12 @@ def _request(
         groups=groups,
     )
     return replace(request, **changes)  # type: ignore[arg-type]
+
+
+def _final(events: Iterator[StreamEvent]) -> Completion:
+    final = list(events)[-1]
+    assert isinstance(final, Completion)
+    return final
 
 
 def _models(loopback) -> list[str]:
@@ -85,7 +92,7 @@ def test_restricted_context_never_reaches_a_lower_tier_provider_even_when_failin
             ),
         ]
     )
-    final = list(broker.complete_stream(_request(Tier.RESTRICTED)))[-1]
+    final = _final(broker.complete_stream(_request(Tier.RESTRICTED)))
     assert isinstance(final, Completion)
     assert final.provider == "trusted"
     # The trusted provider now fails on every call: the broker must stop, not downgrade.
@@ -111,7 +118,7 @@ def test_confidential_data_needs_a_zero_retention_provider(loopback, use_provide
     assert event.reason == "no_allowed_provider"
     assert event.actor_id == 4242
     settings.BROKER_CONFIDENTIAL_NEEDS_ZERO_RETENTION = False
-    assert list(broker.complete_stream(_request(Tier.CONFIDENTIAL)))[-1].provider == "retains"
+    assert _final(broker.complete_stream(_request(Tier.CONFIDENTIAL))).provider == "retains"
 
 
 def test_a_provider_restricted_to_groups_serves_only_their_members(loopback, use_providers):
@@ -126,8 +133,8 @@ def test_a_provider_restricted_to_groups_serves_only_their_members(loopback, use
     assert [p.name for p in broker.allowed_providers(Tier.INTERNAL, ("engineering",))] == [
         "everyone"
     ]
-    bob = list(broker.complete_stream(_request(groups=("engineering",))))[-1]
-    alice = list(broker.complete_stream(_request(groups=("finance",))))[-1]
+    bob = _final(broker.complete_stream(_request(groups=("engineering",))))
+    alice = _final(broker.complete_stream(_request(groups=("finance",))))
     assert (bob.provider, alice.provider) == ("everyone", "finance-only")
     assert _models(loopback) == ["model-everyone", "model-finance-only"]
 
@@ -146,8 +153,9 @@ def test_identity_hash_is_sent_stable_and_raw_identity_never_leaves(
         )
         for _ in range(2):
             turn = prepare_turn(principal_of("alice"), "What is the travel per diem?")
-            events = list(answer_stream(turn))
-            assert events[-1].provider == kind
+            answer = list(answer_stream(turn))[-1]
+            assert isinstance(answer, Answer)
+            assert answer.provider == kind
     expected = broker.user_hash(alice.pk)
     assert len(loopback.recorded) == 4
     for seen in loopback.recorded:
@@ -206,7 +214,7 @@ def test_provider_with_redact_pii_is_skipped_without_a_redactor(loopback, use_pr
             provider_entry(loopback, "inhouse", "openai_compatible", redact_pii=False, priority=2),
         ]
     )
-    final = list(broker.complete_stream(_request(user_message="mail carol@corp.example")))[-1]
+    final = _final(broker.complete_stream(_request(user_message="mail carol@corp.example")))
     assert final.provider == "inhouse"
     assert _models(loopback) == ["model-inhouse"]
     use_providers([provider_entry(loopback, "ext", "openai", redact_pii=True)])
