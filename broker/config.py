@@ -91,11 +91,11 @@ def parse_provider(entry: Any, index: int) -> ProviderConfig:
         raise ProviderConfigError(f"{where}: must be a mapping of fields")
     if isinstance(entry.get("name"), str):
         where = f"providers[{index}] ({entry['name']})"
+    if "api_key" in entry:
+        raise ProviderConfigError(f"{where}: field 'api_key' is not allowed; use api_key_ref")
     unknown = sorted(set(entry) - _FIELDS)
     if unknown:
         raise ProviderConfigError(f"{where}: unknown field '{unknown[0]}'")
-    if "api_key" in entry:  # caught by `unknown`, kept explicit for the message's sake
-        raise ProviderConfigError(f"{where}: field 'api_key' is not allowed; use api_key_ref")
     name = _field(entry, where, "name", str).strip()
     if not name:
         raise ProviderConfigError(f"{where}: field 'name' must not be empty")
