@@ -80,38 +80,58 @@ def breaker_success(
     `clean` at admission) and charge the user's tokens, in one round trip."""
     key = _breaker_key(provider)
     pipe = redis_client().pipeline(transaction=False)
+    window = _window_key(provider)
     if not clean:
         pipe.hget(key, "state")
         pipe.hset(key, mapping={"state": CLOSED, "failures": 0})
         pipe.delete(f"{key}:probe")
+    pipe.hincrby(window, "calls", 1)  # the failure ratio's denominator
+    pipe.expire(window, 2 * max(1, int(settings.BROKER_BREAKER_WINDOW_S)))
     if user_hash and tokens > 0:
         budget = _budget_key(user_hash, datetime.now(UTC))
         pipe.incrby(budget, tokens)
         pipe.expire(budget, 2 * 86400)
-    if not len(pipe):
-        return None
     results = pipe.execute()
     state = None if clean else results[0]
     if state is not None and state != CLOSED.encode():
+        redis_client().delete(window)  # a closed breaker starts a fresh failure ratio
         return Transition(provider, state.decode(), CLOSED, 0)
     return None
 
 
+def _window_key(provider: str) -> str:
+    window = max(1, int(settings.BROKER_BREAKER_WINDOW_S))
+    return f"{_breaker_key(provider)}:w:{int(time.time() // window)}"
+
+
 def breaker_failure(provider: str) -> Transition | None:
-    """Count a consecutive failure; open the breaker at the threshold, and re-open it when
-    a half-open probe fails."""
+    """Count a failure; open the breaker at N consecutive failures or when the failure
+    ratio over the current window reaches the limit (with enough calls to judge), and
+    re-open it when a half-open probe fails."""
     client = redis_client()
     key = _breaker_key(provider)
-    failures = int(client.hincrby(key, "failures", 1))
-    state = client.hget(key, "state")
+    window = _window_key(provider)
+    pipe = client.pipeline(transaction=False)
+    pipe.hincrby(key, "failures", 1)
+    pipe.hget(key, "state")
+    pipe.hincrby(window, "calls", 1)
+    pipe.hincrby(window, "failures", 1)
+    pipe.expire(window, 2 * max(1, int(settings.BROKER_BREAKER_WINDOW_S)))
+    failures, state, calls, window_failures, _ = pipe.execute()
     current = state.decode() if isinstance(state, bytes) else CLOSED
-    threshold = int(settings.BROKER_BREAKER_FAILURES)
-    if current == HALF_OPEN or (current == CLOSED and failures == threshold):
+    ratio = float(settings.BROKER_BREAKER_FAILURE_RATIO)
+    by_ratio = (
+        ratio > 0
+        and int(calls) >= int(settings.BROKER_BREAKER_MIN_CALLS)
+        and int(window_failures) / int(calls) >= ratio
+    )
+    consecutive = int(failures) == int(settings.BROKER_BREAKER_FAILURES)
+    if current == HALF_OPEN or (current == CLOSED and (consecutive or by_ratio)):
         pipe = client.pipeline()
         pipe.hset(key, mapping={"state": OPEN, "opened_at": time.time()})
-        pipe.delete(f"{key}:probe")
+        pipe.delete(f"{key}:probe", window)
         pipe.execute()
-        return Transition(provider, current, OPEN, failures)
+        return Transition(provider, current, OPEN, int(failures))
     return None
 
 

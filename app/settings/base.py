@@ -249,3 +249,7 @@ BROKER_REDIS_PREFIX = os.environ.get("BROKER_REDIS_PREFIX", "broker")
 LOOPBACK_PROVIDER_ENABLED = env_bool("LOOPBACK_PROVIDER_ENABLED", False)
 # Embeddings: "local" (in-process MiniLM) or the name of a provider with an embedding_model.
 BROKER_EMBEDDING_PROVIDER = os.environ.get("BROKER_EMBEDDING_PROVIDER", "local")
+# The breaker also opens when this share of a window's calls failed (0: off).
+BROKER_BREAKER_FAILURE_RATIO = float(os.environ.get("BROKER_BREAKER_FAILURE_RATIO", "0.5"))
+BROKER_BREAKER_MIN_CALLS = env_int("BROKER_BREAKER_MIN_CALLS", 10)
+BROKER_BREAKER_WINDOW_S = env_int("BROKER_BREAKER_WINDOW_S", 60)

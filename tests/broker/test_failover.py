@@ -197,3 +197,22 @@ def test_only_one_caller_wins_the_half_open_probe(broker_redis, settings):
     time.sleep(0.15)
     admitted = [limits.breaker_admit("p").admitted for _ in range(5)]
     assert admitted == [True, False, False, False, False]
+
+
+def test_breaker_opens_on_the_failure_ratio_without_consecutive_failures(
+    loopback, two_providers, settings
+):
+    settings.BROKER_BREAKER_FAILURES = 100  # consecutive failures never reach this
+    settings.BROKER_BREAKER_FAILURE_RATIO = 0.5
+    settings.BROKER_BREAKER_MIN_CALLS = 4
+    settings.BROKER_BREAKER_WINDOW_S = 3600
+    states = []
+    for turn in range(5):
+        if turn % 2 == 0:
+            loopback.inject(Fault("status", status=500))
+        _final(broker.complete_stream(_request()))
+        states.append(limits.breaker_state("primary"))
+    # fail, ok, fail (2/3 but only 3 calls), ok (2/4 → still closed until a failure), fail
+    assert states == ["closed", "closed", "closed", "closed", "open"]
+    event = AuditEvent.objects.get(event_type=EventType.BREAKER_CHANGED)
+    assert event.reason == "closed->open"
