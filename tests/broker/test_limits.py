@@ -6,6 +6,7 @@ import json
 import time
 from typing import Any
 
+import httpx
 import pytest
 
 from app.identity import Tier
@@ -83,3 +84,30 @@ def test_api_answers_429_with_retry_after_when_over_the_rate(
     body = limited.json()
     assert body["error"] == "rate_limited"
     assert body["request_id"]
+
+
+@pytest.mark.usefixtures("demo")
+def test_sse_turn_over_the_budget_ends_with_an_error_event_carrying_retry_after(
+    asgi_server, bearer, user_named, broker_redis, settings
+):
+    settings.BROKER_USER_DAILY_TOKENS = 10
+    limits.token_budget_spend(broker.user_hash(user_named("bob").pk), 10)
+    auth = {"Authorization": bearer("bob")["HTTP_AUTHORIZATION"]}
+    with (
+        httpx.Client(timeout=15.0) as client,
+        client.stream(
+            "POST",
+            f"{asgi_server}/api/v1/chat",
+            json={"message": "What is the travel per diem?", "conversation": None},
+            headers={**auth, "Accept": "text/event-stream"},
+        ) as response,
+    ):
+        body = response.read().decode()
+    frames = [f for f in body.split("\n\n") if f.strip()]
+    assert len(frames) == 1
+    event, data = frames[0].split("\n", 1)
+    assert event == "event: error"
+    error = json.loads(data.removeprefix("data: "))
+    assert error["error"] == "budget_exceeded"
+    assert 1 <= error["retry_after"] <= 86401
+    assert AuditEvent.objects.filter(event_type=EventType.BUDGET_EXCEEDED).exists()
