@@ -78,3 +78,8 @@ gateway: venv gateway-deps
 ## Debian's nginx + ModSecurity v3 + OWASP CRS for the gateway and its tests.
 gateway-deps:
 	@bash infra/gateway/ensure-nginx.sh
+
+.PHONY: bench-broker
+## The broker's added latency over a direct SDK call, TTFT overhead, failover recovery.
+bench-broker: venv
+	ITERATIONS=$(or $(ITERATIONS),400) $(BIN)/python -m infra.run script bench/bench_broker.py

@@ -53,7 +53,7 @@ from app.services import (
     token_revoke,
 )
 from audit.models import EventType
-from broker.types import ProviderUnavailable, TokenDelta
+from broker.types import ProviderUnavailable, QuotaExceeded, TokenDelta
 from orchestration.errors import Blocked
 from orchestration.pipeline import Answer, Turn, answer_stream, prepare_turn
 from retrieval.selectors import documents_list, hybrid_search, ingestion_job_get
@@ -206,6 +206,16 @@ async def _stream_turn(
             {
                 "error": "no_allowed_provider",
                 "detail": str(exc),
+                "request_id": principal.request_id,
+            },
+        )
+    except QuotaExceeded as exc:
+        yield _sse(
+            "error",
+            {
+                "error": exc.code,
+                "detail": str(exc),
+                "retry_after": exc.retry_after_s,
                 "request_id": principal.request_id,
             },
         )

@@ -10,7 +10,7 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
 from app.logs import get_logger
-from broker.types import ProviderUnavailable
+from broker.types import ProviderUnavailable, QuotaExceeded
 from orchestration.errors import InputRejected
 from retrieval.errors import IngestionRejected
 
@@ -43,6 +43,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, InputRejected):
         status, code, detail = 400, exc.code, exc.detail
+    elif isinstance(exc, QuotaExceeded):
+        status, code, detail = 429, exc.code, str(exc)
+        headers["Retry-After"] = str(exc.retry_after_s)
     elif isinstance(exc, ProviderUnavailable):
         status, code, detail = 503, "no_allowed_provider", str(exc)
     elif isinstance(exc, Http404 | drf.NotFound):

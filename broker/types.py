@@ -43,6 +43,10 @@ class CompletionRequest:
     request_id: str
     max_tokens: int = 800
     redactor: PiiRedactor | None = None
+    # Who is asking, for budgets, per-user model authorization and audit. The id never
+    # leaves the process: providers see only `user_hash`.
+    actor_id: int | None = None
+    groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +71,14 @@ StreamEvent = TokenDelta | Completion
 
 
 class Provider(Protocol):
-    name: str
-    model: str
-    max_tier: Tier
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def max_tier(self) -> Tier: ...
 
     def stream(self, request: CompletionRequest) -> Iterator[StreamEvent]:
         """Yield TokenDelta events, then exactly one Completion."""
@@ -82,3 +91,45 @@ class BrokerError(Exception):
 
 class ProviderUnavailable(BrokerError):
     """No provider allowed for this request's sensitivity is available."""
+
+
+class ProviderCallFailed(BrokerError):
+    """One call to one provider failed. `kind` names the failure (never provider text);
+    `retryable` says whether the same provider may be tried again; `retry_after_s` is the
+    provider's Retry-After, when it sent one."""
+
+    def __init__(
+        self,
+        kind: str,
+        *,
+        retryable: bool,
+        retry_after_s: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(f"provider call failed: {kind}" + (f" ({status})" if status else ""))
+        self.kind = kind
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
+        self.status = status
+
+
+class QuotaExceeded(BrokerError):
+    """A per-user limit is reached; the caller may retry after `retry_after_s` seconds."""
+
+    code = "quota_exceeded"
+
+    def __init__(self, detail: str, *, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = max(1, int(retry_after_s))
+
+
+class BudgetExceeded(QuotaExceeded):
+    """The user's token budget for the day is spent."""
+
+    code = "budget_exceeded"
+
+
+class RateLimited(QuotaExceeded):
+    """The user sent more requests this minute than allowed."""
+
+    code = "rate_limited"

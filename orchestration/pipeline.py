@@ -237,7 +237,7 @@ def decide_policy(turn: Turn) -> Turn:
     sensitivity = max([turn.sensitivity, *(c.tier for c in turn.context)])
     candidates = tuple(
         p.name
-        for p in broker.allowed_providers(sensitivity)
+        for p in broker.allowed_providers(sensitivity, turn.principal.groups)
         if policy.provider_decision(sensitivity, p).allowed
     )
     if not candidates:
@@ -279,6 +279,8 @@ def answer_stream(turn: Turn) -> Iterator[TokenDelta | Answer]:
         user_hash=broker.user_hash(turn.principal.user_id),
         request_id=turn.principal.request_id,
         redactor=presidio_redactor,
+        actor_id=turn.principal.user_id,
+        groups=turn.principal.groups,
     )
     guard = output_guard(turn)
     try:

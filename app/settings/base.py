@@ -76,7 +76,6 @@ MIDDLEWARE = [
     "app.net.ForwardedHeadersMiddleware",
     "app.middleware.RequestIdMiddleware",
     "audit.metrics.MetricsMiddleware",
-
     "app.ratelimit.IpRateLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -388,3 +387,29 @@ RATE_LIMIT_ROUTES: dict[str, tuple[str, ...]] = {
 # allauth mails security notices (an authenticator added, say); configure SMTP through
 # EMAIL_BACKEND and Django's EMAIL_* settings in production.
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+
+# --- model broker ---------------------------------------------------------------------
+# Providers: a YAML file (config/providers.example.yaml); empty = the local provider alone.
+LLM_PROVIDERS_FILE = os.environ.get("LLM_PROVIDERS_FILE", "")
+# Confidential and restricted data go only to providers that promise zero retention.
+BROKER_CONFIDENTIAL_NEEDS_ZERO_RETENTION = env_bool(
+    "BROKER_CONFIDENTIAL_NEEDS_ZERO_RETENTION", True
+)
+BROKER_MAX_ATTEMPTS = env_int("BROKER_MAX_ATTEMPTS", 2)  # per provider, per turn
+BROKER_RETRY_BASE_S = float(os.environ.get("BROKER_RETRY_BASE_S", "0.2"))
+# A Retry-After longer than this fails over at once instead of waiting.
+BROKER_MAX_RETRY_WAIT_S = float(os.environ.get("BROKER_MAX_RETRY_WAIT_S", "2"))
+BROKER_BREAKER_FAILURES = env_int("BROKER_BREAKER_FAILURES", 3)
+BROKER_BREAKER_COOLDOWN_S = float(os.environ.get("BROKER_BREAKER_COOLDOWN_S", "30"))
+BROKER_USER_DAILY_TOKENS = env_int("BROKER_USER_DAILY_TOKENS", 200_000)  # 0: unlimited
+BROKER_USER_REQUESTS_PER_MINUTE = env_int("BROKER_USER_REQUESTS_PER_MINUTE", 30)  # 0: unlimited
+BROKER_AUDIT_EVERY_CALL = env_bool("BROKER_AUDIT_EVERY_CALL", False)  # chat.turn names it
+BROKER_REDIS_PREFIX = os.environ.get("BROKER_REDIS_PREFIX", "broker")
+# The loopback provider server (broker/loopback.py): tests, benchmarks and the demo only.
+LOOPBACK_PROVIDER_ENABLED = env_bool("LOOPBACK_PROVIDER_ENABLED", False)
+# Embeddings: "local" (in-process MiniLM) or the name of a provider with an embedding_model.
+BROKER_EMBEDDING_PROVIDER = os.environ.get("BROKER_EMBEDDING_PROVIDER", "local")
+# The breaker also opens when this share of a window's calls failed (0: off).
+BROKER_BREAKER_FAILURE_RATIO = float(os.environ.get("BROKER_BREAKER_FAILURE_RATIO", "0.5"))
+BROKER_BREAKER_MIN_CALLS = env_int("BROKER_BREAKER_MIN_CALLS", 10)
+BROKER_BREAKER_WINDOW_S = env_int("BROKER_BREAKER_WINDOW_S", 60)

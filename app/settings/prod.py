@@ -51,3 +51,7 @@ SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SESSION_COOKIE_NAME = "__Host-sessionid"
 CSRF_COOKIE_NAME = "__Host-csrftoken"
+
+# --- model broker ---------------------------------------------------------------------
+# No environment variable can turn the loopback provider on in production.
+LOOPBACK_PROVIDER_ENABLED = False

@@ -17,3 +17,9 @@ RATE_LIMITS = {name: (count * 1000, window) for name, (count, window) in RATE_LI
 # Real Redis cache, in a namespace of this run: allauth's per-login failure counters from
 # an earlier run within five minutes must not lock the demo users out of this one.
 CACHES = {"default": {**CACHES["default"], "KEY_PREFIX": f"test-{os.getpid()}"}}  # noqa: F405
+
+# --- model broker ---------------------------------------------------------------------
+LOOPBACK_PROVIDER_ENABLED = True
+BROKER_USER_REQUESTS_PER_MINUTE = 0  # tests of the limits set their own
+BROKER_USER_DAILY_TOKENS = 0
+BROKER_RETRY_BASE_S = 0.01

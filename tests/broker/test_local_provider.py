@@ -137,6 +137,7 @@ def test_allowed_providers_excludes_provider_below_the_sensitivity(local_max_tie
     assert [p.name for p in broker.allowed_providers(Tier.RESTRICTED)] == ["local"]
 
 
+@pytest.mark.django_db  # the refusal is audited
 def test_complete_stream_refuses_data_above_every_provider_tier(local_max_tier):
     local_max_tier("internal")
     with pytest.raises(ProviderUnavailable, match="confidential"):

@@ -1,0 +1,113 @@
+"""Per-user request rate and token budget, shared in Redis: 429 with Retry-After, audited."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from app.identity import Tier
+from audit.models import AuditEvent, EventType
+from broker import limits
+from broker import services as broker
+from broker.types import BudgetExceeded, Completion, CompletionRequest, RateLimited
+
+pytestmark = pytest.mark.django_db
+
+
+def _request(user_id: int = 5) -> CompletionRequest:
+    return CompletionRequest(
+        system="s",
+        user_message="What is the travel per diem?",
+        context=(),
+        sensitivity=Tier.PUBLIC,
+        user_hash=broker.user_hash(user_id),
+        request_id="req-limits",
+        actor_id=user_id,
+    )
+
+
+def _away_from_a_minute_boundary() -> None:
+    if time.time() % 60 > 55:
+        time.sleep(61 - time.time() % 60)
+
+
+def test_requests_per_minute_are_limited_per_user_with_retry_after(broker_redis, settings):
+    settings.BROKER_USER_REQUESTS_PER_MINUTE = 2
+    _away_from_a_minute_boundary()
+    for _ in range(2):
+        assert isinstance(list(broker.complete_stream(_request()))[-1], Completion)
+    with pytest.raises(RateLimited) as limited:
+        broker.complete_stream(_request())
+    assert 1 <= limited.value.retry_after_s <= 61
+    list(broker.complete_stream(_request(user_id=6)))  # another user is unaffected
+    event = AuditEvent.objects.get(event_type=EventType.RATE_LIMITED)
+    assert (event.actor_id, event.reason) == (5, "requests_per_minute")
+
+
+def test_daily_token_budget_stops_the_user_until_midnight(broker_redis, settings):
+    settings.BROKER_USER_DAILY_TOKENS = 10
+    final = list(broker.complete_stream(_request()))[-1]
+    assert isinstance(final, Completion)
+    assert limits.tokens_used_today(broker.user_hash(5)) == final.input_tokens + final.output_tokens
+    with pytest.raises(BudgetExceeded) as spent:
+        broker.complete_stream(_request())
+    assert 1 <= spent.value.retry_after_s <= 86401
+    event = AuditEvent.objects.get(event_type=EventType.BUDGET_EXCEEDED)
+    assert event.reason == "tokens_per_day"
+    assert "per diem" not in json.dumps(event.metadata)
+
+
+@pytest.mark.usefixtures("demo")
+def test_api_answers_429_with_retry_after_when_over_the_rate(
+    client, bearer, broker_redis, settings
+):
+    settings.BROKER_USER_REQUESTS_PER_MINUTE = 1
+    _away_from_a_minute_boundary()
+    headers = bearer("bob")
+
+    def chat() -> Any:
+        return client.post(
+            "/api/v1/chat",
+            data=json.dumps({"message": "What is the travel per diem?"}),
+            content_type="application/json",
+            **headers,
+        )
+
+    assert chat().status_code == 200
+    limited = chat()
+    assert limited.status_code == 429
+    assert 1 <= int(limited["Retry-After"]) <= 61
+    body = limited.json()
+    assert body["error"] == "rate_limited"
+    assert body["request_id"]
+
+
+@pytest.mark.usefixtures("demo")
+def test_sse_turn_over_the_budget_ends_with_an_error_event_carrying_retry_after(
+    asgi_server, bearer, user_named, broker_redis, settings
+):
+    settings.BROKER_USER_DAILY_TOKENS = 10
+    limits.token_budget_spend(broker.user_hash(user_named("bob").pk), 10)
+    auth = {"Authorization": bearer("bob")["HTTP_AUTHORIZATION"]}
+    with (
+        httpx.Client(timeout=15.0) as client,
+        client.stream(
+            "POST",
+            f"{asgi_server}/api/v1/chat",
+            json={"message": "What is the travel per diem?", "conversation": None},
+            headers={**auth, "Accept": "text/event-stream"},
+        ) as response,
+    ):
+        body = response.read().decode()
+    frames = [f for f in body.split("\n\n") if f.strip()]
+    assert len(frames) == 1
+    event, data = frames[0].split("\n", 1)
+    assert event == "event: error"
+    error = json.loads(data.removeprefix("data: "))
+    assert error["error"] == "budget_exceeded"
+    assert 1 <= error["retry_after"] <= 86401
+    assert AuditEvent.objects.filter(event_type=EventType.BUDGET_EXCEEDED).exists()
