@@ -58,8 +58,12 @@ class ForwardedHeadersMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        dropped = False
         if not is_trusted_proxy(request.META.get("REMOTE_ADDR", "") or ""):
             for key in FORWARDED_META:
-                request.META.pop(key, None)
+                dropped = request.META.pop(key, None) is not None or dropped
+        # Not believed, but not forgotten: a request relayed by an unlisted proxy on this
+        # machine must not pass for a local one (audit.metrics.is_loopback_client).
+        request.untrusted_forwarding = dropped  # type: ignore[attr-defined]
         request.client_ip = client_ip(request)  # type: ignore[attr-defined]
         return self.get_response(request)

@@ -121,7 +121,9 @@ _FORWARDING_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_REAL_IP", "HTTP_FORWARDED
 def is_loopback_client(request: HttpRequest) -> bool:
     """A direct connection from this machine. A request relayed by a proxy (the gateway
     connects from loopback too) carries forwarding headers and does not count."""
-    if any(request.META.get(h) for h in _FORWARDING_HEADERS):
+    if getattr(request, "untrusted_forwarding", False) or any(
+        request.META.get(h) for h in _FORWARDING_HEADERS
+    ):
         return False
     try:
         return ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback

@@ -67,6 +67,14 @@ class ConfiguredProvider:
     def max_tier(self) -> Tier:
         return self.config.max_tier
 
+    @property
+    def kind(self) -> str:
+        return self.config.kind
+
+    @property
+    def zero_retention(self) -> bool:
+        return self.config.zero_retention
+
     def stream(self, request: CompletionRequest) -> Iterator[StreamEvent]:
         return self.adapter.stream(request)  # type: ignore[no-any-return]
 
