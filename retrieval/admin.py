@@ -5,6 +5,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from app.identity import Tier
 from retrieval.errors import IngestionRejected
 from retrieval.models import Document, IngestionJob
 from retrieval.services import acl_change_record, acl_snapshot, document_delete, ingestion_retry
@@ -37,6 +38,7 @@ class DocumentAdmin(admin.ModelAdmin):
     list_display = (
         "title",
         "classification",
+        "pii_suggestion",
         "all_authenticated",
         "status",
         "version",
@@ -45,8 +47,26 @@ class DocumentAdmin(admin.ModelAdmin):
     list_filter = ("classification", "status", "all_authenticated")
     search_fields = ("title", "source_name")
     filter_horizontal = ("allowed_users", "allowed_groups")
-    readonly_fields = ("source_name", "content_sha256", "version", "status", "error", "text")
+    readonly_fields = (
+        "source_name",
+        "content_sha256",
+        "version",
+        "status",
+        "error",
+        "pii_kinds",
+        "suggested_classification",
+        "text",
+    )
     inlines = [IngestionJobInline]
+
+    @admin.display(description="PII scan")
+    def pii_suggestion(self, document: Document) -> str:
+        if document.suggested_classification is None:
+            return "-"
+        suggested = Tier(document.suggested_classification).label
+        if document.tier_below_suggestion:
+            return format_html("<strong>raise to {}?</strong>", suggested)
+        return suggested
 
     # Tier and ACL edits are audited with old and new values, in the request's transaction
     # (AdminDataScopeMiddleware): snapshot before the save, record after the M2M save.

@@ -33,6 +33,12 @@ class Document(models.Model):
     text = models.TextField(blank=True)
     content_sha256 = models.CharField(max_length=64, blank=True)
     version = models.PositiveIntegerField(default=1)
+    # Set by the ingestion PII scan: how many of each kind of PII the text holds (never the
+    # values), and the tier that suggests. The scan never changes `classification`.
+    pii_kinds = models.JSONField(default=dict, blank=True, editable=False)
+    suggested_classification = models.PositiveSmallIntegerField(
+        choices=Tier.choices(), null=True, blank=True, editable=False
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     error = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -54,6 +60,14 @@ class Document(models.Model):
     @property
     def tier(self) -> Tier:
         return Tier(self.classification)
+
+    @property
+    def tier_below_suggestion(self) -> bool:
+        """The PII scan suggests a higher tier than the one chosen: an admin should look."""
+        return (
+            self.suggested_classification is not None
+            and self.suggested_classification > self.classification
+        )
 
 
 class Chunk(models.Model):

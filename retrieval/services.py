@@ -112,6 +112,8 @@ def document_index(
     with privileged_scope("index a document"):
         document = Document.objects.get(pk=document_id)
     pieces = split_text(document.text)
+    report(10)
+    pii_scan_record(document, pieces)
     report(20)
     vectors: list[list[float]] = []
     for start in range(0, len(pieces), EMBED_BATCH):
@@ -128,6 +130,49 @@ def document_index(
         document.error = ""
         document.save(update_fields=["status", "error", "updated_at"])
     return document
+
+
+# PII kinds that make a document restricted; any other PII makes it at least confidential.
+_RESTRICTED_PII = frozenset({"CREDIT_CARD", "US_SSN", "IBAN_CODE", "US_BANK_NUMBER", "US_PASSPORT"})
+
+
+def suggest_tier(pii_kinds: dict[str, int]) -> Tier | None:
+    """The tier a document's PII suggests: the same rule as for a chat turn (any PII is at
+    least confidential), with financial and government identifiers restricted."""
+    if not pii_kinds:
+        return None
+    return Tier.RESTRICTED if _RESTRICTED_PII & pii_kinds.keys() else Tier.CONFIDENTIAL
+
+
+def pii_scan_record(document: Document, pieces: list[str]) -> dict[str, int]:
+    """Scan each piece with Presidio (the guardrails' analyser), record the PII kinds and the
+    suggested tier on the document, and audit a suggestion above the chosen tier. The
+    admin's tier is never changed here, in either direction."""
+    from orchestration.pii import pii_entities  # the analyser loads once per process
+
+    kinds: dict[str, int] = {}
+    for piece in pieces:
+        for kind, count in pii_entities(piece).items():
+            kinds[kind] = kinds.get(kind, 0) + count
+    suggested = suggest_tier(kinds)
+    with privileged_scope("record a document's PII scan"):
+        Document.objects.filter(pk=document.pk).update(
+            pii_kinds=kinds, suggested_classification=None if suggested is None else int(suggested)
+        )
+        if suggested is not None and suggested > document.classification:
+            audit_record(
+                event_type=EventType.DOCUMENT_FLAGGED,
+                actor_id=None,
+                subject=f"document:{document.pk}",
+                decision="flagged",
+                metadata={
+                    "reason": "tier_below_pii_suggestion",
+                    "tier": Tier(document.classification).label,
+                    "suggested": suggested.label,
+                    "pii_kinds": sorted(kinds),
+                },
+            )
+    return kinds
 
 
 def _refresh_search_vectors(document_id: int) -> None:
