@@ -37,3 +37,15 @@ def embed_texts(
         texts, user_hash=user_hash, request_id=request_id
     )
     return vectors
+
+
+def embed_query(
+    text: str, *, sensitivity: Tier, user_hash: str = "", request_id: str = ""
+) -> list[float]:
+    """Embed a search query with the same backend as the documents (one vector space). The
+    caller passes the highest tier the query may carry (the asker's clearance)."""
+    if settings.BROKER_EMBEDDING_PROVIDER == "local":
+        return local_embeddings.embed_query(text)
+    return embed_texts([text], sensitivity=sensitivity, user_hash=user_hash, request_id=request_id)[
+        0
+    ]

@@ -113,9 +113,11 @@ def _words(text: str) -> list[str]:
     return out
 
 
-def _fake_embedding(text: str, dim: int = 8) -> list[float]:
+def _fake_embedding(text: str, dim: int = 384) -> list[float]:
+    """A deterministic vector of `dim` numbers (the `dimensions` the request asked for, or
+    the size of the application's index), derived from the text."""
     digest = hashlib.sha256(text.encode()).digest()
-    return [b / 255 for b in digest[:dim]]
+    return [digest[i % len(digest)] / 255 for i in range(dim)]
 
 
 class _Dropped(Exception):
@@ -157,7 +159,11 @@ class LoopbackApp:
             inputs = body.get("input", [])
             inputs = [inputs] if isinstance(inputs, str) else inputs
             data = [
-                {"object": "embedding", "index": i, "embedding": _fake_embedding(str(t))}
+                {
+                    "object": "embedding",
+                    "index": i,
+                    "embedding": _fake_embedding(str(t), int(body.get("dimensions") or 384)),
+                }
                 for i, t in enumerate(inputs)
             ]
             usage = {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}

@@ -15,7 +15,7 @@ from django.db.models import Exists, Expression, F, OuterRef, Q, QuerySet, Value
 from pgvector.django import CosineDistance
 
 from app.identity import Principal, Tier
-from broker.embeddings import embed_query
+from broker.embed import embed_query
 from retrieval.models import Chunk, Document, IngestionJob
 from retrieval.rls import principal_scope
 
@@ -218,7 +218,8 @@ def hybrid_search(principal: Principal, query: str, *, k: int) -> list[ChunkHit]
     exact terms (names, figures, codes) and paraphrases both find their passages. Both legs
     carry the ACL filter; the score is the fused RRF score."""
     depth = max(RRF_DEPTH_FACTOR * k, RRF_MIN_DEPTH)
-    embedding = embed_query(query)
+    # The query may carry anything up to the asker's clearance: route it as such.
+    embedding = embed_query(query, sensitivity=principal.clearance)
     with principal_scope(principal):
         dense = _dense_rows(principal, embedding, depth)
         lexical = _lexical_rows(principal, query, depth)

@@ -16,7 +16,7 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 from app.identity import Tier
 from audit.models import EventType
 from audit.services import audit_record
-from broker.embeddings import embed_texts
+from broker.embed import embed_texts
 from retrieval import extract
 from retrieval.errors import IngestionRejected
 from retrieval.models import Chunk, Document, IngestionJob
@@ -117,7 +117,9 @@ def document_index(
     report(20)
     vectors: list[list[float]] = []
     for start in range(0, len(pieces), EMBED_BATCH):
-        vectors.extend(embed_texts(pieces[start : start + EMBED_BATCH]))
+        # Through the broker: only a backend allowed this document's tier may embed it.
+        batch = pieces[start : start + EMBED_BATCH]
+        vectors.extend(embed_texts(batch, sensitivity=document.tier))
         report(20 + int(70 * min(len(vectors), len(pieces)) / max(len(pieces), 1)))
     with privileged_scope("replace a document's chunks"):
         Chunk.objects.filter(document=document).delete()

@@ -38,3 +38,33 @@ def test_the_local_backend_embeds_in_process(settings):
     settings.BROKER_EMBEDDING_PROVIDER = "local"
     (vector,) = embed_texts([SECRET_DOC], sensitivity=Tier.RESTRICTED)
     assert len(vector) == 384
+
+
+@pytest.mark.django_db
+def test_indexing_routes_a_documents_text_by_its_tier(loopback, use_providers, settings):
+    """The ingestion job embeds through the broker: an internal document reaches the
+    internal-tier embedding provider, a confidential one never does (its job fails)."""
+    from retrieval.models import Document
+    from retrieval.services import document_create, ingestion_run, ingestion_submit
+
+    use_providers([provider_entry(loopback, "emb", "openai", embedding_model="text-emb-x")])
+    settings.BROKER_EMBEDDING_PROVIDER = "emb"
+    jobs = {}
+    for tier in (Tier.INTERNAL, Tier.CONFIDENTIAL):
+        document = document_create(
+            title=f"{tier.label} terms",
+            classification=tier,
+            source_name="terms.txt",
+            data=f"{SECRET_DOC} ({tier.label})".encode(),
+            all_authenticated=True,
+        )
+        jobs[tier] = ingestion_run(
+            job_id=ingestion_submit(document_id=document.pk, actor_id=None).pk
+        )
+    assert jobs[Tier.INTERNAL].state == "succeeded"
+    assert jobs[Tier.CONFIDENTIAL].state == "failed"
+    sent = [str(r.body.get("input")) for r in loopback.recorded]
+    assert any("(internal)" in s for s in sent)
+    assert not any("(confidential)" in s for s in sent)
+    confidential = Document.objects.get(title="confidential terms")
+    assert not confidential.chunks.exists()

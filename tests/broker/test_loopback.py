@@ -72,7 +72,9 @@ def test_openai_sdk_streams_from_loopback_and_the_request_is_recorded(loopback):
     assert seen.body["user"] == "u1"
     assert seen.body["messages"][0]["content"] == "ping"
     vectors = client.embeddings.create(model="e", input=["a", "b"])
-    assert [len(d.embedding) for d in vectors.data] == [8, 8]
+    assert [len(d.embedding) for d in vectors.data] == [384, 384]  # the index's size
+    vectors = client.embeddings.create(model="e", input=["a"], dimensions=8)
+    assert [len(d.embedding) for d in vectors.data] == [8]
 
 
 def test_anthropic_sdk_streams_from_loopback(loopback):
