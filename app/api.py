@@ -34,8 +34,10 @@ from app.serializers import (
     ChatOut,
     ConversationDetailOut,
     ConversationListOut,
+    DocumentContentInput,
     DocumentListOut,
     DocumentUploadInput,
+    DocumentVersionOut,
     ErrorOut,
     IngestionJobOut,
     SearchInput,
@@ -48,6 +50,7 @@ from app.services import (
     chat_refusal_record,
     chat_turn_record,
     data_access_record,
+    document_reupload,
     document_upload,
     token_issue_for_session,
     token_revoke,
@@ -56,7 +59,12 @@ from audit.models import EventType
 from broker.types import ProviderUnavailable, QuotaExceeded, TokenDelta
 from orchestration.errors import Blocked
 from orchestration.pipeline import Answer, Turn, answer_stream, prepare_turn
-from retrieval.selectors import documents_list, hybrid_search, ingestion_job_get
+from retrieval.selectors import (
+    document_get_visible,
+    documents_list,
+    hybrid_search,
+    ingestion_job_get,
+)
 
 log = get_logger("app.api")
 _ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut}
@@ -325,6 +333,48 @@ class DocumentListView(APIView):
             allow_groups=_csv(data.validated_data["allow_groups"]),
             all_authenticated=data.validated_data["all_authenticated"],
         )
+        return Response(IngestionJobOut(job).data, status=202)
+
+
+class DocumentContentView(APIView):
+    """`POST /api/v1/documents/{id}/content`: a new version of a document's file."""
+
+    permission_classes = [IsAuthenticated, HasScope]
+    required_scope = "documents"
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        request={"multipart/form-data": DocumentContentInput},
+        responses={
+            200: DocumentVersionOut,
+            202: IngestionJobOut,
+            413: ErrorOut,
+            **_ERRORS,
+        },
+    )
+    def post(self, request: Request, document_id: int) -> Response:
+        """Replace the file (needs `retrieval.change_document`; 404 for a document the
+        caller may not read). 202 with the re-indexing job; 200 when the bytes are the
+        ones already indexed. The old chunks serve until the new ones replace them."""
+        principal = principal_of(request)
+        if document_get_visible(principal, document_id) is None:
+            raise Http404
+        if not request.user.has_perm("retrieval.change_document"):
+            raise PermissionDenied("You may not change documents.")
+        data = DocumentContentInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["file"]
+        if upload.size > settings.INGEST_MAX_BYTES:
+            raise PayloadTooLarge(settings.INGEST_MAX_BYTES)
+        document, job = document_reupload(
+            principal=principal,
+            document_id=document_id,
+            source_name=upload.name or "upload",
+            data=upload.read(),
+        )
+        if job is None:
+            unchanged = {"pk": document.pk, "version": document.version, "changed": False}
+            return Response(DocumentVersionOut(unchanged).data)
         return Response(IngestionJobOut(job).data, status=202)
 
 

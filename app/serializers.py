@@ -130,6 +130,16 @@ class DocumentUploadInput(serializers.Serializer):
     all_authenticated = serializers.BooleanField(required=False, default=False)
 
 
+class DocumentContentInput(serializers.Serializer):
+    file = serializers.FileField()
+
+
+class DocumentVersionOut(serializers.Serializer):
+    document = serializers.IntegerField(source="pk")
+    version = serializers.IntegerField()
+    changed = serializers.BooleanField()
+
+
 class IngestionJobOut(serializers.Serializer):
     job = serializers.IntegerField(source="pk")
     document = serializers.IntegerField(source="document_id")

@@ -22,8 +22,8 @@ from app.redis import redis_client
 from audit.models import EventType
 from audit.services import audit_record
 from orchestration.pipeline import Answer, Turn
-from retrieval.models import IngestionJob
-from retrieval.services import document_create, ingestion_submit
+from retrieval.models import Document, IngestionJob
+from retrieval.services import document_create, document_replace_content, ingestion_submit
 
 TOKEN_PREFIX = "sgr_"  # noqa: S105 - a public prefix that makes leaked tokens greppable
 
@@ -326,6 +326,24 @@ def document_upload(
             request_id=principal.request_id,
         )
         return ingestion_submit(document_id=document.pk, actor_id=principal.user_id)
+
+
+def document_reupload(
+    *, principal: Principal, document_id: int, source_name: str, data: bytes
+) -> tuple[Document, IngestionJob | None]:
+    """Store a new version of a document and queue its re-indexing, in one transaction;
+    no job when the bytes are the ones already indexed."""
+    with transaction.atomic():
+        document, changed = document_replace_content(
+            document_id=document_id,
+            source_name=source_name,
+            data=data,
+            actor_id=principal.user_id,
+            request_id=principal.request_id,
+        )
+        if not changed:
+            return document, None
+        return document, ingestion_submit(document_id=document.pk, actor_id=principal.user_id)
 
 
 BREAK_GLASS_MAX_MINUTES = 60

@@ -15,6 +15,11 @@ api_v1 = [
     ),
     path("search", api.SearchView.as_view(), name="api-search"),
     path("documents", api.DocumentListView.as_view(), name="api-documents"),
+    path(
+        "documents/<int:document_id>/content",
+        api.DocumentContentView.as_view(),
+        name="api-document-content",
+    ),
     path("ingestion-jobs/<int:job_id>", api.IngestionJobView.as_view(), name="api-ingestion-job"),
     path("auth/token", api.TokenIssueView.as_view(), name="api-token"),
     path("auth/token/<uuid:token_id>", api.TokenRevokeView.as_view(), name="api-token-revoke"),

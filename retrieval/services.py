@@ -103,6 +103,47 @@ def document_create(
     return document
 
 
+def document_replace_content(
+    *,
+    document_id: int,
+    source_name: str,
+    data: bytes,
+    actor_id: int | None,
+    request_id: str = "",
+) -> tuple[Document, bool]:
+    """Store a new version of a document's file. Returns the document and whether the
+    content changed: the same bytes again change nothing. A new version keeps serving the
+    old chunks until its indexing job replaces them in one transaction."""
+    text = extract_text(name=source_name, data=data)
+    sha256 = hashlib.sha256(data).hexdigest()
+    with privileged_scope("store a new version of a document"):
+        document = Document.objects.select_for_update().get(pk=document_id)
+        if document.content_sha256 == sha256:
+            return document, False
+        previous = document.content_sha256
+        document.text = text
+        document.source_name = source_name
+        document.content_sha256 = sha256
+        document.version += 1
+        document.save(
+            update_fields=["text", "source_name", "content_sha256", "version", "updated_at"]
+        )
+        audit_record(
+            event_type=EventType.DOCUMENT_INGESTED,
+            actor_id=actor_id,
+            request_id=request_id,
+            subject=f"document:{document.pk}",
+            decision="new_version",
+            metadata={
+                "version": document.version,
+                "sha256": sha256,
+                "previous_sha256": previous,
+                "bytes": len(data),
+            },
+        )
+    return document, True
+
+
 def document_index(
     *, document_id: int, on_progress: Callable[[int], None] | None = None
 ) -> Document:

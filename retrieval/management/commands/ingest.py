@@ -8,8 +8,8 @@ from django.db import transaction
 
 from app.identity import Tier
 from retrieval.errors import IngestionRejected
-from retrieval.models import IngestionJob
-from retrieval.services import document_create, ingestion_submit
+from retrieval.models import Document, IngestionJob
+from retrieval.services import document_create, document_replace_content, ingestion_submit
 
 
 def _csv(value: str) -> list[str]:
@@ -22,7 +22,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("paths", nargs="+", type=Path)
         parser.add_argument("--title", default="")
-        parser.add_argument("--classification", required=True)
+        parser.add_argument("--classification", default="")
+        parser.add_argument(
+            "--replace",
+            type=int,
+            metavar="DOCUMENT_ID",
+            help="store PATH as a new version of this document (its tier and ACL stay)",
+        )
         parser.add_argument("--allow-users", default="", type=str)
         parser.add_argument("--allow-groups", default="", type=str)
         parser.add_argument("--all-authenticated", action="store_true")
@@ -45,6 +51,40 @@ class Command(BaseCommand):
         return str(options["title"])
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["replace"] is not None:
+            jobs = self._replace(options)
+        else:
+            jobs = self._create(options)
+        if not options["wait"]:
+            for job in jobs:
+                self.stdout.write(f"{job.document_id} queued (job {job.pk})")
+            return
+        self._wait(jobs, options["timeout"])
+
+    def _replace(self, options: dict[str, Any]) -> list[IngestionJob]:
+        if len(options["paths"]) != 1:
+            raise CommandError("--replace takes exactly one file")
+        path = options["paths"][0]
+        try:
+            with transaction.atomic():
+                document, changed = document_replace_content(
+                    document_id=options["replace"],
+                    source_name=path.name,
+                    data=self._read(path),
+                    actor_id=None,
+                )
+                if not changed:
+                    self.stdout.write(f"{document.pk} unchanged (version {document.version})")
+                    return []
+                return [ingestion_submit(document_id=document.pk, actor_id=None)]
+        except Document.DoesNotExist:
+            raise CommandError(f"no document {options['replace']}") from None
+        except IngestionRejected as exc:
+            raise CommandError(str(exc)) from None
+
+    def _create(self, options: dict[str, Any]) -> list[IngestionJob]:
+        if not options["classification"]:
+            raise CommandError("--classification is required for a new document")
         try:
             tier = Tier.parse(options["classification"])
         except ValueError as exc:
@@ -67,16 +107,15 @@ class Command(BaseCommand):
                     jobs.append(ingestion_submit(document_id=document.pk, actor_id=None))
         except IngestionRejected as exc:
             raise CommandError(str(exc)) from None
-        if not options["wait"]:
-            for job in jobs:
-                self.stdout.write(f"{job.document_id} queued (job {job.pk})")
-            return
-        deadline = time.monotonic() + options["timeout"]
+        return jobs
+
+    def _wait(self, jobs: list[IngestionJob], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
         for job in jobs:
             while job.state in {IngestionJob.State.QUEUED, IngestionJob.State.RUNNING}:
                 if time.monotonic() > deadline:
                     raise CommandError(
-                        f"document {job.document_id} not indexed after {options['timeout']}s "
+                        f"document {job.document_id} not indexed after {timeout}s "
                         "(is a Celery worker running?)"
                     )
                 time.sleep(0.2)
