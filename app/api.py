@@ -150,7 +150,15 @@ class ChatView(APIView):
             chat_refusal_record(principal=principal, reason="no_allowed_provider", message=message)
             raise
         if "text/event-stream" in request.headers.get("Accept", ""):
-            return _event_stream(_stream_turn(principal, conversation, turn))
+            try:
+                # Opened before the response starts: limits answer 429, no provider 503.
+                events = answer_stream(turn)
+            except ProviderUnavailable:
+                chat_refusal_record(
+                    principal=principal, reason="no_allowed_provider", message=message
+                )
+                raise
+            return _event_stream(_stream_turn(principal, conversation, turn, events))
         answer = None
         try:
             for event in answer_stream(turn):
@@ -182,11 +190,13 @@ async def _one_event(event: str, data: Any) -> AsyncIterator[bytes]:
 
 
 async def _stream_turn(
-    principal: Principal, conversation: Conversation | None, turn: Turn
+    principal: Principal,
+    conversation: Conversation | None,
+    turn: Turn,
+    events: Iterator[TokenDelta | Answer],
 ) -> AsyncIterator[bytes]:
     """Relay the answer as SSE. The sync pipeline runs in the request's thread (DB access
     stays on one connection); only the relaying happens on the event loop."""
-    events = await sync_to_async(answer_stream)(turn)
     try:
         while True:
             event = await sync_to_async(_next_or_done)(events)

@@ -224,13 +224,14 @@ def _load(corpus: Corpus) -> dict[float, int]:
             cursor.execute(f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY")
         with raw.cursor().copy(
             "COPY retrieval_document (id, title, classification, all_authenticated, source_name,"
-            " text, content_sha256, version, status, error, created_at, updated_at)"
+            " text, content_sha256, version, status, error, created_at, updated_at,"
+            " pii_kinds)"
             " FROM STDIN"
         ) as copy:
             for doc in range(1, documents + 1):
                 copy.write_row(
                     (doc, f"doc {doc}", 0, False, "", "", "", 1, "ready", "",
-                     "2026-11-25T00:00:00Z", "2026-11-25T00:00:00Z")
+                     "2026-11-25T00:00:00Z", "2026-11-25T00:00:00Z", "{}")
                 )  # fmt: skip
         with raw.cursor().copy(
             "COPY retrieval_document_allowed_groups (document_id, group_id) FROM STDIN"

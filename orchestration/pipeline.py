@@ -270,7 +270,11 @@ def prepare_turn(principal: Principal, message: str) -> Turn:
 # 8, 9 ------------------------------------------------------------------------------------
 def answer_stream(turn: Turn) -> Iterator[TokenDelta | Answer]:
     """Stream the broker's tokens through the output guard, then yield the validated
-    Answer. A leaked canary stops the stream with `Blocked` before the leak is released."""
+    Answer. A leaked canary stops the stream with `Blocked` before the leak is released.
+
+    The broker call is opened here, before the first event: a user over a limit
+    (QuotaExceeded) or a turn no provider may take (ProviderUnavailable) raises from this
+    call itself, so a streaming response can still answer 429 / 503 rather than start."""
     request = CompletionRequest(
         system=turn.system_prompt,
         user_message=turn.message,
@@ -282,9 +286,15 @@ def answer_stream(turn: Turn) -> Iterator[TokenDelta | Answer]:
         actor_id=turn.principal.user_id,
         groups=turn.principal.groups,
     )
+    return _guarded_events(turn, broker.complete_stream(request))
+
+
+def _guarded_events(
+    turn: Turn, events: Iterator[TokenDelta | Completion]
+) -> Iterator[TokenDelta | Answer]:
     guard = output_guard(turn)
     try:
-        for event in broker.complete_stream(request):
+        for event in events:
             if isinstance(event, Completion):
                 tail = guard.finish()
                 if tail:

@@ -87,7 +87,7 @@ def test_api_answers_429_with_retry_after_when_over_the_rate(
 
 
 @pytest.mark.usefixtures("demo")
-def test_sse_turn_over_the_budget_ends_with_an_error_event_carrying_retry_after(
+def test_sse_turn_over_the_budget_is_429_with_retry_after_before_any_event(
     asgi_server, bearer, user_named, broker_redis, settings
 ):
     settings.BROKER_USER_DAILY_TOKENS = 10
@@ -103,11 +103,12 @@ def test_sse_turn_over_the_budget_ends_with_an_error_event_carrying_retry_after(
         ) as response,
     ):
         body = response.read().decode()
-    frames = [f for f in body.split("\n\n") if f.strip()]
-    assert len(frames) == 1
-    event, data = frames[0].split("\n", 1)
-    assert event == "event: error"
-    error = json.loads(data.removeprefix("data: "))
+        status, retry_after = response.status_code, response.headers.get("Retry-After")
+    # The broker call opens before the stream starts: a real 429, not a 200 with an event.
+    assert status == 429
+    assert retry_after is not None
+    assert 1 <= int(retry_after) <= 86401
+    error = json.loads(body)
     assert error["error"] == "budget_exceeded"
-    assert 1 <= error["retry_after"] <= 86401
+    assert error["request_id"]
     assert AuditEvent.objects.filter(event_type=EventType.BUDGET_EXCEEDED).exists()
