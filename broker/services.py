@@ -105,15 +105,17 @@ def user_hash(user_id: int) -> str:
     return hmac.new(key, str(user_id).encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def zero_retention_required(sensitivity: Tier) -> bool:
+    """Whether data of this tier may only go to a zero-retention provider: one setting
+    (`POLICY_ZERO_RETENTION_TIERS`), read by the policy decision point and re-checked here."""
+    return sensitivity in {Tier.parse(t) for t in settings.POLICY_ZERO_RETENTION_TIERS}
+
+
 def may_receive(config: ProviderConfig, sensitivity: Tier, groups: tuple[str, ...]) -> bool:
     """The routing rule, in one place."""
     if config.max_tier < sensitivity:
         return False
-    if (
-        sensitivity >= Tier.CONFIDENTIAL
-        and settings.BROKER_CONFIDENTIAL_NEEDS_ZERO_RETENTION
-        and not config.zero_retention
-    ):
+    if zero_retention_required(sensitivity) and not config.zero_retention:
         return False
     return not config.allowed_groups or bool(set(config.allowed_groups) & set(groups))
 

