@@ -118,3 +118,14 @@ def test_ingest_replace_stores_a_new_version(principal_of, tmp_path):
     out = StringIO()
     call_command("ingest", str(path), "--replace", str(document.pk), stdout=out)
     assert "unchanged (version 2)" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_ingest_of_a_new_document_still_needs_a_classification(tmp_path):
+    from django.core.management.base import CommandError
+
+    path = tmp_path / "badges.md"
+    path.write_bytes(V1)
+    with pytest.raises(CommandError, match="--classification is required"):
+        call_command("ingest", str(path))
+    assert not Document.objects.filter(source_name="badges.md").exists()

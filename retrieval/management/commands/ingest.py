@@ -22,7 +22,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("paths", nargs="+", type=Path)
         parser.add_argument("--title", default="")
-        parser.add_argument("--classification", default="")
+        parser.add_argument("--classification", default=None)
         parser.add_argument(
             "--replace",
             type=int,
@@ -83,7 +83,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
 
     def _create(self, options: dict[str, Any]) -> list[IngestionJob]:
-        if not options["classification"]:
+        if options["classification"] is None:
             raise CommandError("--classification is required for a new document")
         try:
             tier = Tier.parse(options["classification"])
