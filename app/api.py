@@ -9,8 +9,10 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 from django.http import Http404, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import IsAuthenticated
@@ -305,6 +307,18 @@ def _csv(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def _validated_upload(
+    serializer_class: type[serializers.Serializer], request: Request
+) -> tuple[dict[str, Any], UploadedFile]:
+    """The multipart form's fields and its file, or 400 / 413 (size limit)."""
+    data = serializer_class(data=request.data)
+    data.is_valid(raise_exception=True)
+    upload = data.validated_data["file"]
+    if upload.size > settings.INGEST_MAX_BYTES:
+        raise PayloadTooLarge(settings.INGEST_MAX_BYTES)
+    return data.validated_data, upload
+
+
 class DocumentListView(APIView):
     permission_classes = [IsAuthenticated, HasScope]
     required_scope = "documents"
@@ -325,23 +339,19 @@ class DocumentListView(APIView):
         principal = principal_of(request)
         if not request.user.has_perm("retrieval.add_document"):
             raise PermissionDenied("You may not add documents.")
-        data = DocumentUploadInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        upload = data.validated_data["file"]
-        if upload.size > settings.INGEST_MAX_BYTES:
-            raise PayloadTooLarge(settings.INGEST_MAX_BYTES)
-        tier = Tier.parse(data.validated_data["classification"])
+        fields, upload = _validated_upload(DocumentUploadInput, request)
+        tier = Tier.parse(fields["classification"])
         if not principal.may_read(tier):
             raise PermissionDenied("You may not classify a document above your clearance.")
         job = document_upload(
             principal=principal,
-            title=data.validated_data.get("title") or "",
+            title=fields.get("title") or "",
             classification=tier,
             source_name=upload.name or "upload",
             data=upload.read(),
-            allow_users=_csv(data.validated_data["allow_users"]),
-            allow_groups=_csv(data.validated_data["allow_groups"]),
-            all_authenticated=data.validated_data["all_authenticated"],
+            allow_users=_csv(fields["allow_users"]),
+            allow_groups=_csv(fields["allow_groups"]),
+            all_authenticated=fields["all_authenticated"],
         )
         return Response(IngestionJobOut(job).data, status=202)
 
@@ -371,11 +381,7 @@ class DocumentContentView(APIView):
             raise Http404
         if not request.user.has_perm("retrieval.change_document"):
             raise PermissionDenied("You may not change documents.")
-        data = DocumentContentInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        upload = data.validated_data["file"]
-        if upload.size > settings.INGEST_MAX_BYTES:
-            raise PayloadTooLarge(settings.INGEST_MAX_BYTES)
+        _, upload = _validated_upload(DocumentContentInput, request)
         document, job = document_reupload(
             principal=principal,
             document_id=document_id,
