@@ -98,6 +98,13 @@ def schema_problems(document: Any, schema_name: str) -> list[str]:
     return sorted(set(problems))
 
 
+def _attribute(attrs: Mapping[str, Any], name: str) -> Any:
+    """An element's or flow's attribute as rules see it: `tier` is the highest of `tiers`."""
+    if name == "tier":
+        return highest_tier(attrs.get("tiers", []))
+    return attrs.get(name)
+
+
 @dataclass(frozen=True, slots=True)
 class Element:
     id: str
@@ -107,9 +114,7 @@ class Element:
     controls: frozenset[str]
 
     def get(self, name: str) -> Any:
-        if name == "tier":
-            return highest_tier(self.attrs.get("tiers", []))
-        return self.attrs.get(name)
+        return _attribute(self.attrs, name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +126,7 @@ class Flow:
     controls: frozenset[str]
 
     def get(self, name: str) -> Any:
-        if name == "tier":
-            return highest_tier(self.attrs.get("tiers", []))
-        return self.attrs.get(name)
+        return _attribute(self.attrs, name)
 
 
 @dataclass(frozen=True, slots=True)
