@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
+from app.identity import Tier
 from broker.types import CompletionRequest
 
 if TYPE_CHECKING:
@@ -212,3 +213,15 @@ def presidio_redactor(
         redactor=None,
     )
     return redacted, pseudonymizer.restore
+
+
+# PII kinds that make a document restricted; any other PII makes it at least confidential.
+_RESTRICTED_PII = frozenset({"CREDIT_CARD", "US_SSN", "IBAN_CODE", "US_BANK_NUMBER", "US_PASSPORT"})
+
+
+def suggest_tier(pii_kinds: dict[str, int]) -> Tier | None:
+    """The tier a document's PII suggests: the same rule as for a chat turn (any PII is at
+    least confidential), with financial and government identifiers restricted."""
+    if not pii_kinds:
+        return None
+    return Tier.RESTRICTED if _RESTRICTED_PII & pii_kinds.keys() else Tier.CONFIDENTIAL

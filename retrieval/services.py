@@ -175,23 +175,11 @@ def document_index(
     return document
 
 
-# PII kinds that make a document restricted; any other PII makes it at least confidential.
-_RESTRICTED_PII = frozenset({"CREDIT_CARD", "US_SSN", "IBAN_CODE", "US_BANK_NUMBER", "US_PASSPORT"})
-
-
-def suggest_tier(pii_kinds: dict[str, int]) -> Tier | None:
-    """The tier a document's PII suggests: the same rule as for a chat turn (any PII is at
-    least confidential), with financial and government identifiers restricted."""
-    if not pii_kinds:
-        return None
-    return Tier.RESTRICTED if _RESTRICTED_PII & pii_kinds.keys() else Tier.CONFIDENTIAL
-
-
 def pii_scan_record(document: Document, pieces: list[str]) -> dict[str, int]:
     """Scan each piece with Presidio (the guardrails' analyser), record the PII kinds and the
     suggested tier on the document, and audit a suggestion above the chosen tier. The
     admin's tier is never changed here, in either direction."""
-    from orchestration.pii import pii_entities  # the analyser loads once per process
+    from orchestration.pii import pii_entities, suggest_tier  # loads once per process
 
     kinds: dict[str, int] = {}
     for piece in pieces:

@@ -7,8 +7,9 @@ import pytest
 
 from app.identity import Tier
 from audit.models import AuditEvent, EventType
+from orchestration.pii import suggest_tier
 from retrieval.models import Document
-from retrieval.services import document_create, document_index, suggest_tier
+from retrieval.services import document_create, document_index
 
 CONTACT = (
     "Escalations go to Dana Whitfield at dana.whitfield@example.com or +1 415 555 0134.\n\n"
