@@ -1,10 +1,14 @@
 """In-app rate limits in Redis: per client IP, per user, and per route, with Retry-After.
 
 Defence in depth behind the gateway's `limit_req`: the app still protects itself when it is
-reached without nginx, and it knows the *user*, which nginx does not. Fixed windows
-(`INCR` + `EXPIRE` on `rl:<limit>:<who>:<window>`) cost one round trip per limit. The first
-refusal in each window is audited as `rate.limited` (one event per offender and window,
-so a flood cannot flood the audit chain). If Redis is unreachable the limits fail open and
+reached without nginx, and it knows the *user*, which nginx does not. Each limit is a GCRA
+(generic cell rate algorithm, the leaky bucket nginx's `limit_req` also uses): `n` requests
+per `s` seconds allows a burst of `n`, then one request every `s/n` seconds. Unlike fixed
+windows it has no boundary at which the count resets, so `n` per `s` is never `2n` across
+a boundary, and Retry-After is exact. One Lua script per limit keeps it to one round trip
+and atomic across web workers; refused requests do not use up capacity. The first refusal
+per offender and period is audited as `rate.limited` (so a flood cannot flood the audit
+chain). If Redis is unreachable the limits fail open and
 say so in the log: availability of the app is not made to depend on the limiter, and the
 gateway's limits still apply.
 
@@ -42,27 +46,49 @@ class Verdict:
     first_refusal: bool
 
 
+# KEYS[1] holds the theoretical arrival time (TAT) in ms; KEYS[2] marks an audited refusal.
+# ARGV: now_ms, emission interval ms (period / n), period ms. Returns {allowed, retry_ms,
+# first_refusal}.
+_GCRA = """
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local period = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+if new_tat - now <= period then
+  redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1)
+  return {1, 0, 0}
+end
+local first = redis.call('SET', KEYS[2], '1', 'NX', 'PX', period) and 1 or 0
+return {0, math.ceil(new_tat - period - now), first}
+"""
+
+
 def rate_check(*, limit: str, who: str, now: float | None = None) -> Verdict:
     """Count one request by `who` against `limit`; say whether it may proceed."""
     spec = settings.RATE_LIMITS.get(limit)
     if spec is None:
         return Verdict(True, limit, 0, False)
-    allowed_count, window_s = int(spec[0]), int(spec[1])
-    now = time.time() if now is None else now
-    window = int(now // window_s)
-    key = f"rl:{limit}:{who}:{window}"
+    allowed_count, period_s = max(1, int(spec[0])), int(spec[1])
+    now_ms = (time.time() if now is None else now) * 1000.0
+    period_ms = period_s * 1000.0
     try:
-        pipe = redis_client().pipeline()
-        pipe.incr(key)
-        pipe.expire(key, window_s + 1)
-        count = int(pipe.execute()[0])
+        allowed, retry_ms, first = redis_client().eval(
+            _GCRA,
+            2,
+            f"rl:{limit}:{who}",
+            f"rl:{limit}:{who}:audited",
+            repr(now_ms),
+            repr(period_ms / allowed_count),
+            repr(period_ms),
+        )
     except RedisError:
         log.warning("rate_limit_unavailable", limit=limit)
         return Verdict(True, limit, 0, False)
-    if count <= allowed_count:
+    if allowed:
         return Verdict(True, limit, 0, False)
-    retry_after = max(1, math.ceil((window + 1) * window_s - now))
-    return Verdict(False, limit, retry_after, count == allowed_count + 1)
+    return Verdict(False, limit, max(1, math.ceil(int(retry_ms) / 1000)), bool(first))
 
 
 def route_of(path: str) -> str | None:

@@ -96,15 +96,23 @@ def test_login_posts_are_limited_per_ip(limits, client):
     assert client.get("/accounts/login/").status_code == 200  # reading the form is fine
 
 
-def test_rate_windows_are_fixed_and_retry_after_counts_to_the_window_end(limits):
-    limits["route:chat"] = (1, 60)
-    assert rate_check(limit="route:chat", who="t-1", now=1200.0).allowed
-    second = rate_check(limit="route:chat", who="t-1", now=1215.0)
-    assert not second.allowed
-    assert second.retry_after_s == 45
-    assert second.first_refusal
-    assert not rate_check(limit="route:chat", who="t-1", now=1216.0).first_refusal
-    assert rate_check(limit="route:chat", who="t-1", now=1260.0).allowed  # next window
+def test_limits_have_no_window_boundary_and_retry_after_is_exact(limits):
+    """GCRA: 2 per 60 s is a burst of 2, then one every 30 s. A fixed window would let
+    2 more through the moment its minute rolled over (t=1259.9 → 1260.0)."""
+    limits["route:chat"] = (2, 60)
+    assert rate_check(limit="route:chat", who="t-1", now=1259.8).allowed
+    assert rate_check(limit="route:chat", who="t-1", now=1259.9).allowed
+    refused = rate_check(limit="route:chat", who="t-1", now=1260.0)
+    assert not refused.allowed
+    assert refused.retry_after_s == 30  # one slot frees at 1289.8
+    assert refused.first_refusal
+    again = rate_check(limit="route:chat", who="t-1", now=1275.0)
+    assert not again.allowed
+    assert not again.first_refusal  # audited once per offender and period
+    assert again.retry_after_s == 15
+    assert rate_check(limit="route:chat", who="t-1", now=1290.0).allowed  # one slot back
+    assert not rate_check(limit="route:chat", who="t-1", now=1290.1).allowed
+    assert rate_check(limit="route:chat", who="t-2", now=1290.1).allowed  # per offender
 
 
 # --- forwarded headers ------------------------------------------------------------------
