@@ -3,6 +3,12 @@
 Supported: plain text, Markdown, HTML (text only; script/style dropped), PDF (pypdf).
 Anything else, and encrypted, malformed or empty files, is rejected with a reason that is
 safe to show; nothing is half-extracted.
+
+Two stages. `precheck` is cheap (size, emptiness, name, the first bytes) and runs where the
+file is received, so an obviously wrong upload gets its answer at once and nothing is
+stored. `extract_text` parses (PDF structure, UTF-8, HTML) and runs only in the ingestion
+worker: the web process never parses an untrusted document, and a parse failure is
+recorded on the ingestion job.
 """
 
 from __future__ import annotations
@@ -64,8 +70,9 @@ def _pdf_text(data: bytes) -> str:
     return "\n\n".join(p.strip() for p in pages if p.strip())
 
 
-def extract_text(*, name: str, data: bytes, max_bytes: int) -> str:
-    """The document's text. Raises IngestionRejected with the reason."""
+def precheck(*, name: str, data: bytes, max_bytes: int) -> str:
+    """The document's kind ('pdf', 'html', 'text') from cheap checks that need no parsing.
+    Raises IngestionRejected with the reason."""
     if len(data) > max_bytes:
         raise IngestionRejected(f"larger than the {max_bytes // (1024 * 1024)} MB limit")
     if not data.strip():
@@ -75,6 +82,12 @@ def extract_text(*, name: str, data: bytes, max_bytes: int) -> str:
     kind = sniff(data)
     if (Path(name).suffix.lower() == ".pdf") != (kind == "pdf"):
         raise IngestionRejected(f"content ({kind}) does not match the file name")
+    return kind
+
+
+def extract_text(*, name: str, data: bytes, max_bytes: int) -> str:
+    """The document's text. Raises IngestionRejected with the reason."""
+    kind = precheck(name=name, data=data, max_bytes=max_bytes)
     if kind == "pdf":
         text = _pdf_text(data)
     elif kind == "html":

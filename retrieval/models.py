@@ -118,6 +118,22 @@ class Chunk(models.Model):
         return f"{self.document_id}#{self.position}"
 
 
+class PendingUpload(models.Model):
+    """The bytes of an uploaded file waiting for the ingestion worker to extract and index
+    them (one per document: a newer upload replaces an older one still waiting). Removed
+    when that version is indexed. Readable only in a privileged scope (row-level security,
+    retrieval migration 0006)."""
+
+    document = models.OneToOneField(Document, on_delete=models.CASCADE, related_name="pending")
+    source_name = models.CharField(max_length=300)
+    data = models.BinaryField()
+    sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.source_name} for document {self.document_id}"
+
+
 class IngestionJob(models.Model):
     """One run of the indexing pipeline for a document, with its progress for admins and
     the API. A failed job can be retried; the document keeps its last good chunks."""

@@ -19,7 +19,7 @@ from audit.services import audit_record
 from broker.embed import embed_texts
 from retrieval import extract
 from retrieval.errors import IngestionRejected
-from retrieval.models import Chunk, Document, IngestionJob
+from retrieval.models import Chunk, Document, IngestionJob, PendingUpload
 from retrieval.rls import privileged_scope
 
 CHUNK_SIZE_CHARS = 900
@@ -27,8 +27,18 @@ CHUNK_OVERLAP_CHARS = 150
 EMBED_BATCH = 64
 
 
+def precheck(*, name: str, data: bytes) -> None:
+    """Cheap checks where a file is received (no parsing); IngestionRejected naming the
+    file otherwise."""
+    try:
+        extract.precheck(name=name, data=data, max_bytes=settings.INGEST_MAX_BYTES)
+    except IngestionRejected as exc:
+        raise IngestionRejected(f"{name}: {exc}") from None
+
+
 def extract_text(*, name: str, data: bytes) -> str:
-    """The text of an uploaded file; IngestionRejected (naming the file) otherwise."""
+    """The text of an uploaded file (parsed: run it in the ingestion worker only);
+    IngestionRejected naming the file otherwise."""
     try:
         return extract.extract_text(name=name, data=data, max_bytes=settings.INGEST_MAX_BYTES)
     except IngestionRejected as exc:
@@ -71,17 +81,20 @@ def document_create(
     actor_id: int | None = None,
     request_id: str = "",
 ) -> Document:
-    """Validate and store a document (state `pending`); indexing happens in `document_index`."""
-    text = extract_text(name=source_name, data=data)
+    """Check and store a new document (state `pending`) with its file waiting for the
+    ingestion worker, which extracts and indexes it (`document_index`)."""
+    precheck(name=source_name, data=data)
     users, groups = _resolve_acl(allow_users, allow_groups)
+    sha256 = hashlib.sha256(data).hexdigest()
     with privileged_scope("store an ingested document"):
         document = Document.objects.create(
             title=title.strip()[:300] or source_name,
             classification=classification,
             all_authenticated=all_authenticated,
             source_name=source_name,
-            text=text,
-            content_sha256=hashlib.sha256(data).hexdigest(),
+        )
+        PendingUpload.objects.create(
+            document=document, source_name=source_name, data=data, sha256=sha256
         )
         document.allowed_users.set(users)
         document.allowed_groups.set(groups)
@@ -93,7 +106,7 @@ def document_create(
             decision="accepted",
             metadata={
                 "tier": Tier(classification).label,
-                "sha256": document.content_sha256,
+                "sha256": sha256,
                 "bytes": len(data),
                 "users": users,
                 "groups": groups,
@@ -111,22 +124,20 @@ def document_replace_content(
     actor_id: int | None,
     request_id: str = "",
 ) -> tuple[Document, bool]:
-    """Store a new version of a document's file. Returns the document and whether the
-    content changed: the same bytes again change nothing. A new version keeps serving the
-    old chunks until its indexing job replaces them in one transaction."""
-    text = extract_text(name=source_name, data=data)
+    """Store a new version of a document's file for the ingestion worker. Returns the
+    document and whether the content changed: the bytes already indexed, or already
+    waiting, change nothing. The old version keeps serving until the worker has indexed the
+    new one and swapped the chunks, text, hash and version in one transaction."""
+    precheck(name=source_name, data=data)
     sha256 = hashlib.sha256(data).hexdigest()
     with privileged_scope("store a new version of a document"):
         document = Document.objects.select_for_update().get(pk=document_id)
-        if document.content_sha256 == sha256:
+        waiting = PendingUpload.objects.filter(document=document).values_list("sha256", flat=True)
+        if sha256 in {document.content_sha256, *waiting}:
             return document, False
-        previous = document.content_sha256
-        document.text = text
-        document.source_name = source_name
-        document.content_sha256 = sha256
-        document.version += 1
-        document.save(
-            update_fields=["text", "source_name", "content_sha256", "version", "updated_at"]
+        PendingUpload.objects.update_or_create(
+            document=document,
+            defaults={"source_name": source_name, "data": data, "sha256": sha256},
         )
         audit_record(
             event_type=EventType.DOCUMENT_INGESTED,
@@ -135,9 +146,9 @@ def document_replace_content(
             subject=f"document:{document.pk}",
             decision="new_version",
             metadata={
-                "version": document.version,
+                "version": document.version + 1,  # the version it becomes once indexed
                 "sha256": sha256,
-                "previous_sha256": previous,
+                "previous_sha256": document.content_sha256,
                 "bytes": len(data),
             },
         )
@@ -147,12 +158,17 @@ def document_replace_content(
 def document_index(
     *, document_id: int, on_progress: Callable[[int], None] | None = None
 ) -> Document:
-    """Chunk and embed a document, replacing its chunks atomically: readers see the old
-    chunks or the new ones, never neither or both."""
+    """Extract (when a file is waiting), scan, chunk and embed a document, then replace its
+    chunks, text, hash and version in one transaction: readers see the old version or the
+    new one, never neither or both. Without a waiting file, re-indexes the current text."""
     report = on_progress or (lambda percent: None)
     with privileged_scope("index a document"):
         document = Document.objects.get(pk=document_id)
-    pieces = split_text(document.text)
+        upload = PendingUpload.objects.filter(document=document).first()
+    text = document.text
+    if upload is not None:
+        text = extract_text(name=upload.source_name, data=bytes(upload.data))
+    pieces = split_text(text)
     report(10)
     pii_scan_record(document, pieces)
     report(20)
@@ -163,15 +179,27 @@ def document_index(
         vectors.extend(embed_texts(batch, sensitivity=document.tier))
         report(20 + int(70 * min(len(vectors), len(pieces)) / max(len(pieces), 1)))
     with privileged_scope("replace a document's chunks"):
+        document = Document.objects.select_for_update().get(pk=document_id)
         Chunk.objects.filter(document=document).delete()
         Chunk.objects.bulk_create(
-            Chunk(document=document, position=i, text=text, embedding=vector)
-            for i, (text, vector) in enumerate(zip(pieces, vectors, strict=True))
+            Chunk(document=document, position=i, text=piece, embedding=vector)
+            for i, (piece, vector) in enumerate(zip(pieces, vectors, strict=True))
         )
         _refresh_search_vectors(document.pk)
+        fields = ["status", "error", "updated_at"]
+        if upload is not None and upload.sha256 != document.content_sha256:
+            if document.content_sha256:
+                document.version += 1  # the first indexed file is version 1
+            document.text = text
+            document.source_name = upload.source_name
+            document.content_sha256 = upload.sha256
+            fields += ["text", "source_name", "content_sha256", "version"]
+        if upload is not None:
+            # Only the file indexed here: a newer upload that arrived meanwhile stays queued.
+            PendingUpload.objects.filter(document=document, sha256=upload.sha256).delete()
         document.status = Document.Status.READY
         document.error = ""
-        document.save(update_fields=["status", "error", "updated_at"])
+        document.save(update_fields=fields)
     return document
 
 
@@ -248,10 +276,13 @@ def ingestion_run(*, job_id: int) -> IngestionJob:
     try:
         document_index(document_id=job.document_id, on_progress=progress)
     except Exception as exc:
-        reason = str(exc) if isinstance(exc, IngestionRejected) else type(exc).__name__
-        document_mark_failed(document_id=job.document_id, error=f"indexing failed: {reason}")
+        if isinstance(exc, IngestionRejected):
+            error = f"rejected: {exc}"  # the file itself: a reason safe to show
+        else:
+            error = f"indexing failed: {type(exc).__name__}"
+        document_mark_failed(document_id=job.document_id, error=error)
         IngestionJob.objects.filter(pk=job.pk).update(
-            state=IngestionJob.State.FAILED, error=f"indexing failed: {reason}"[:300]
+            state=IngestionJob.State.FAILED, error=error[:300]
         )
     else:
         IngestionJob.objects.filter(pk=job.pk).update(

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.db import DatabaseError, connection, connections, transaction
 
+from app.identity import Tier
 from retrieval.models import Chunk, Document
 from retrieval.rls import principal_scope, privileged_scope
 from retrieval.selectors import database_role_is_rls_subject, documents_visible_to
@@ -132,3 +133,22 @@ def test_staff_admin_pages_see_every_document_through_the_privileged_scope(user_
     assert "2026 Salary Bands" in page
     status, _ = _in_fresh_connection(lambda: admin_changelist(bob))
     assert status == 302  # not staff: no admin, and no privileged scope
+
+
+@pytest.mark.usefixtures("demo")
+def test_waiting_upload_bytes_are_readable_only_through_the_privileged_path(principal_of):
+    from retrieval.models import PendingUpload
+    from retrieval.services import document_create
+
+    document = document_create(
+        title="Memo",
+        classification=Tier.INTERNAL,
+        source_name="memo.md",
+        data=b"# Memo",
+        all_authenticated=True,
+    )
+    assert PendingUpload.objects.filter(document=document).exists()  # privileged test code
+    with principal_scope(principal_of("admin")):
+        assert Document.objects.filter(pk=document.pk).exists()  # the document is readable
+        assert not PendingUpload.objects.exists()  # its raw file is not
+        assert PendingUpload.objects.filter(document=document).update(data=b"swapped") == 0

@@ -10,9 +10,15 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from app.identity import Tier
 from retrieval.errors import IngestionRejected
-from retrieval.models import Document, IngestionJob
+from retrieval.models import Document, IngestionJob, PendingUpload
 from retrieval.selectors import hybrid_search
-from retrieval.services import document_create, ingestion_retry, ingestion_run, ingestion_submit
+from retrieval.services import (
+    document_create,
+    document_replace_content,
+    ingestion_retry,
+    ingestion_run,
+    ingestion_submit,
+)
 
 RUNBOOK = b"# Kafka Rebalance Runbook\n\nWhen consumer lag on topic orders-v7 exceeds 90000, " \
     b"pause the zebra-sync connector before the rebalance.\n"  # fmt: skip
@@ -76,7 +82,7 @@ def test_oversized_upload_is_413(client, bearer, settings):
 
 @pytest.mark.usefixtures("demo")
 @pytest.mark.parametrize(
-    ("name", "data"), [("x.pdf", b"%PDF-1.4 broken"), ("x.md", b"\x00\x01"), ("x.md", b"")]
+    ("name", "data"), [("x.pdf", b"# not a pdf"), ("x.md", b"\x00\x01"), ("x.md", b"")]
 )
 def test_unreadable_upload_is_400_with_reason_and_stores_nothing(client, bearer, name, data):
     before = Document.objects.count(), IngestionJob.objects.count()
@@ -84,6 +90,61 @@ def test_unreadable_upload_is_400_with_reason_and_stores_nothing(client, bearer,
     assert response.status_code == 400
     assert response.json()["error"] in {"rejected_document", "invalid_request"}
     assert (Document.objects.count(), IngestionJob.objects.count()) == before
+
+
+@pytest.mark.usefixtures("demo")
+@pytest.mark.parametrize(
+    ("name", "data", "reason"),
+    [
+        ("report.pdf", b"%PDF-1.4 broken", "report.pdf: malformed PDF"),
+        ("notes.md", "Café crème".encode("latin-1"), "notes.md: not valid UTF-8"),
+        ("page.html", b"<html><script>only()</script></html>", "no extractable text"),
+    ],
+)
+def test_a_file_that_fails_to_parse_is_rejected_on_its_job_and_nothing_is_indexed(
+    client, bearer, name, data, reason
+):
+    """The web process only does cheap checks; parsing happens in the ingestion worker,
+    which records why a file was rejected on the job."""
+    response = _upload(client, bearer("admin"), name=name, data=data)
+    assert response.status_code == 202, response.content
+    body = response.json()
+    document = Document.objects.get(pk=body["document"])
+    assert document.text == ""  # not parsed by the web process
+    assert bytes(PendingUpload.objects.get(document=document).data) == data
+
+    ingestion_run(job_id=body["job"])
+    job = client.get(f"/api/v1/ingestion-jobs/{body['job']}", **bearer("admin")).json()
+    assert job["state"] == "failed"
+    assert job["error"].startswith("rejected: ")
+    assert reason in job["error"]
+    document.refresh_from_db()
+    assert document.status == Document.Status.FAILED
+    assert (document.text, document.chunks.count()) == ("", 0)
+
+
+@pytest.mark.usefixtures("demo")
+def test_a_rejected_new_version_leaves_the_indexed_version_serving(principal_of):
+    document = document_create(
+        title="Badges", classification=Tier.PUBLIC, source_name="b.md", data=RUNBOOK,
+        all_authenticated=True,
+    )  # fmt: skip
+    assert (
+        ingestion_run(job_id=ingestion_submit(document_id=document.pk, actor_id=None).pk).state
+        == "succeeded"
+    )
+    document, changed = document_replace_content(
+        document_id=document.pk, source_name="b.md", data=b"\xff\xfe broken", actor_id=None
+    )
+    assert changed
+    job = ingestion_run(job_id=ingestion_submit(document_id=document.pk, actor_id=None).pk)
+    assert job.state == "failed"
+    assert "not valid UTF-8" in job.error
+    document.refresh_from_db()
+    assert (document.status, document.version) == (Document.Status.READY, 1)
+    assert "rejected" in document.error
+    hits = hybrid_search(principal_of("alice"), "zebra-sync connector", k=3)
+    assert any(h.document_id == document.pk for h in hits)
 
 
 @pytest.mark.usefixtures("demo")

@@ -12,7 +12,7 @@ from django.core.management import call_command
 
 from app.identity import Tier
 from audit.models import AuditEvent, EventType
-from retrieval.models import Document
+from retrieval.models import Document, PendingUpload
 from retrieval.selectors import hybrid_search
 from retrieval.services import (
     document_create,
@@ -51,10 +51,16 @@ def test_a_new_version_replaces_the_chunks_and_keeps_the_acl(principal_of):
         document_id=document.pk, source_name="badges-v2.md", data=V2, actor_id=None
     )
     assert changed
-    assert document.version == 2
-    # Until the new version is indexed, the old chunks keep serving.
+    # Until the new version is indexed, the old chunks, text and version keep serving.
+    document.refresh_from_db()
+    assert document.version == 1
+    assert "amber desk" in document.text
     assert set(document.chunks.values_list("pk", flat=True)) == old_chunks
     document_index(document_id=document.pk)
+    document.refresh_from_db()
+    assert document.version == 2
+    assert document.source_name == "badges-v2.md"
+    assert "cobalt kiosk" in document.text
     assert not document.chunks.filter(pk__in=old_chunks).exists()
     assert _found(principal_of, "cobalt kiosk", document)
     assert not _found(principal_of, "amber desk", document)
@@ -113,11 +119,42 @@ def test_ingest_replace_stores_a_new_version(principal_of, tmp_path):
     out = StringIO()
     call_command("ingest", str(path), "--replace", str(document.pk), stdout=out)
     assert "queued" in out.getvalue()
+    out = StringIO()
+    call_command("ingest", str(path), "--replace", str(document.pk), stdout=out)
+    assert "unchanged (version 1)" in out.getvalue()  # already waiting for the worker
+    document_index(document_id=document.pk)
     document.refresh_from_db()
     assert document.version == 2
     out = StringIO()
     call_command("ingest", str(path), "--replace", str(document.pk), stdout=out)
     assert "unchanged (version 2)" in out.getvalue()
+
+
+@pytest.mark.usefixtures("demo")
+def test_a_newer_upload_that_arrives_during_indexing_stays_queued(principal_of):
+    """The worker removes only the file it indexed: a version uploaded while it ran is not
+    lost, and the next job indexes it."""
+    document = _document(principal_of)
+    document_replace_content(document_id=document.pk, source_name="v2.md", data=V2, actor_id=None)
+    v3 = V2.replace(b"cobalt kiosk", b"saffron gate")
+    seen: list[int] = []
+
+    def upload_v3_midway(percent: int) -> None:
+        if percent >= 20 and not seen:
+            seen.append(percent)
+            document_replace_content(
+                document_id=document.pk, source_name="v3.md", data=v3, actor_id=None
+            )
+
+    document_index(document_id=document.pk, on_progress=upload_v3_midway)
+    document.refresh_from_db()
+    assert (document.version, document.source_name) == (2, "v2.md")
+    assert PendingUpload.objects.get(document=document).source_name == "v3.md"
+    document_index(document_id=document.pk)
+    document.refresh_from_db()
+    assert (document.version, document.source_name) == (3, "v3.md")
+    assert not PendingUpload.objects.filter(document=document).exists()
+    assert _found(principal_of, "saffron gate", document)
 
 
 @pytest.mark.django_db
