@@ -216,3 +216,49 @@ def test_chunks_search_query_count_is_constant(principal_of, django_assert_num_q
     assert len(data) == 2
     assert "reltuples" in data[0]  # the plan estimate: estimated_visible_chunks
     assert counts[0] == 8
+
+
+@pytest.mark.usefixtures("demo")
+def test_a_short_hnsw_result_falls_back_to_the_exact_plan(principal_of, settings):
+    """Force the HNSW plan for a principal whose readable chunks all lie farther from the
+    query than 1,500 they may not read, and let the graph scan give up after its first
+    pass: the filtered scan comes back empty, and the fallback must still return the true
+    top k (without it this returns [])."""
+    import random
+
+    from retrieval.models import Chunk
+    from retrieval.selectors import chunks_search
+
+    rng = random.Random(7)
+    query = [rng.gauss(0.0, 1.0) for _ in range(384)]
+
+    def near(sign: float) -> list[float]:
+        return [sign * q + rng.gauss(0.0, 0.3) for q in query]
+
+    hidden = _doc("restricted bulk", Tier.RESTRICTED)
+    Chunk.objects.bulk_create(
+        Chunk(document=hidden, position=i, text=f"hidden {i}", embedding=near(1.0))
+        for i in range(1500)
+    )
+    dora = User.objects.create_user("dora", password=None, clearance=int(Tier.INTERNAL))
+    mine = _doc("dora's notes", Tier.INTERNAL, users=(dora,))
+    Chunk.objects.bulk_create(
+        Chunk(document=mine, position=i, text=f"note {i}", embedding=near(-1.0)) for i in range(12)
+    )
+    with connection.cursor() as cursor:
+        # Undone with the test's transaction. At this size the planner would rather sort
+        # than walk the graph; at production size it walks the graph (bench-retrieval).
+        cursor.execute("ANALYZE retrieval_chunk")
+        cursor.execute("SET hnsw.max_scan_tuples = 1")
+        cursor.execute("SET enable_seqscan = off")
+        cursor.execute("SET enable_bitmapscan = off")
+        cursor.execute("SET enable_sort = off")
+    dora_principal, k = principal_of("dora"), 10
+
+    settings.RETRIEVAL_EXACT_THRESHOLD = 10**9  # exact plan: the truth
+    truth = [h.chunk_id for h in chunks_search(dora_principal, query, k=k)]
+    settings.RETRIEVAL_EXACT_THRESHOLD = 0  # HNSW plan, whatever the estimate says
+    got = [h.chunk_id for h in chunks_search(dora_principal, query, k=k)]
+
+    assert len(truth) == k
+    assert got == truth
