@@ -258,7 +258,12 @@ def _build_index() -> tuple[float, int]:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SET maintenance_work_mem = '512MB'")
+        # The graph must fit in maintenance_work_mem or the build slows to a crawl (about
+        # 2 KiB per 384-d chunk); one parallel worker on a 2-core machine.
+        cursor.execute("SELECT count(*) FROM retrieval_chunk")
+        rows = cursor.fetchone()[0]
+        cursor.execute(f"SET maintenance_work_mem = '{max(512, rows * 3 // 1024)}MB'")
+        cursor.execute("SET max_parallel_maintenance_workers = 1")
         started = time.perf_counter()
         cursor.execute(
             "CREATE INDEX chunk_embedding_hnsw ON retrieval_chunk"
