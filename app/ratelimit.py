@@ -65,30 +65,41 @@ return {0, math.ceil(new_tat - period - now), first}
 """
 
 
+def gcra(
+    *, key: str, count: int, period_s: float, now: float | None = None
+) -> tuple[bool, int, bool]:
+    """Admit one event under `key` at `count` per `period_s` (atomic across workers).
+    Returns (allowed, seconds until one would be, first refusal in this period).
+    Raises RedisError when Redis is unreachable: the caller decides to fail open or closed."""
+    now_ms = (time.time() if now is None else now) * 1000.0
+    period_ms = period_s * 1000.0
+    allowed, retry_ms, first = redis_client().eval(
+        _GCRA,
+        2,
+        key,
+        f"{key}:audited",
+        repr(now_ms),
+        repr(period_ms / max(1, count)),
+        repr(period_ms),
+    )
+    if allowed:
+        return True, 0, False
+    return False, max(1, math.ceil(int(retry_ms) / 1000)), bool(first)
+
+
 def rate_check(*, limit: str, who: str, now: float | None = None) -> Verdict:
     """Count one request by `who` against `limit`; say whether it may proceed."""
     spec = settings.RATE_LIMITS.get(limit)
     if spec is None:
         return Verdict(True, limit, 0, False)
-    allowed_count, period_s = max(1, int(spec[0])), int(spec[1])
-    now_ms = (time.time() if now is None else now) * 1000.0
-    period_ms = period_s * 1000.0
     try:
-        allowed, retry_ms, first = redis_client().eval(
-            _GCRA,
-            2,
-            f"rl:{limit}:{who}",
-            f"rl:{limit}:{who}:audited",
-            repr(now_ms),
-            repr(period_ms / allowed_count),
-            repr(period_ms),
+        allowed, retry_s, first = gcra(
+            key=f"rl:{limit}:{who}", count=int(spec[0]), period_s=int(spec[1]), now=now
         )
     except RedisError:
         log.warning("rate_limit_unavailable", limit=limit)
         return Verdict(True, limit, 0, False)
-    if allowed:
-        return Verdict(True, limit, 0, False)
-    return Verdict(False, limit, max(1, math.ceil(int(retry_ms) / 1000)), bool(first))
+    return Verdict(allowed, limit, retry_s, first)
 
 
 def route_of(path: str) -> str | None:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
+from app.ratelimit import gcra
 from app.redis import redis_client
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
@@ -169,24 +170,19 @@ def token_budget_spend(user_hash: str, tokens: int) -> None:
 
 
 def user_admit(user_hash: str) -> tuple[str, int] | None:
-    """Count this request in the user's minute and read their tokens for today, in one
-    round trip. None when both are within limits, else ("requests_per_minute" or
-    "tokens_per_day", seconds until the limit resets)."""
+    """Count this request against the user's per-minute rate (GCRA, as the in-app rate
+    limits: no minute boundary to burst across) and check their tokens for today. None when
+    both are within limits, else ("requests_per_minute" or "tokens_per_day", seconds until
+    the user may try again)."""
     rate_limit = int(settings.BROKER_USER_REQUESTS_PER_MINUTE)
     token_limit = int(settings.BROKER_USER_DAILY_TOKENS)
-    if rate_limit <= 0 and token_limit <= 0:
-        return None
-    now = time.time()
-    window = int(now // 60)
-    rate_key = f"{_prefix()}:rpm:{window}:{user_hash}"
-    day = datetime.fromtimestamp(now, UTC)
-    pipe = redis_client().pipeline(transaction=False)
-    pipe.incr(rate_key)
-    pipe.expire(rate_key, 120)
-    pipe.get(_budget_key(user_hash, day))
-    count, _, used = pipe.execute()
-    if rate_limit > 0 and int(count) > rate_limit:
-        return "requests_per_minute", int((window + 1) * 60 - now) + 1
-    if token_limit > 0 and int(used or 0) >= token_limit:
-        return "tokens_per_day", _seconds_to_utc_midnight(day)
+    if rate_limit > 0:
+        allowed, wait, _ = gcra(key=f"{_prefix()}:rpm:{user_hash}", count=rate_limit, period_s=60)
+        if not allowed:
+            return "requests_per_minute", wait
+    if token_limit > 0:
+        now = datetime.now(UTC)
+        used = redis_client().get(_budget_key(user_hash, now))
+        if int(used or 0) >= token_limit:
+            return "tokens_per_day", _seconds_to_utc_midnight(now)
     return None
