@@ -25,9 +25,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit.chain import GENESIS_HASH, chain_hash
+from audit.chain import CHAIN_VERSION, GENESIS_HASH, LEGACY_VERSION
 from audit.models import AuditEvent, EventType
-from audit.services import audit_record, payload_of
+from audit.services import audit_record, row_version
 
 
 class PurgeRefused(RuntimeError):
@@ -61,11 +61,14 @@ def _segment_verifies(*, after: Boundary | None, through_id: int) -> int | None:
     if after:
         rows = rows.filter(id__gt=after.through_id)
     count = 0
+    keyed_seen = False
     for event in rows.iterator(chunk_size=2000):
         if event.prev_hash != expected:
             return None
-        if chain_hash(event.prev_hash, payload_of(event)) != event.row_hash:
+        version = row_version(event)
+        if version is None or (version == LEGACY_VERSION and keyed_seen):
             return None
+        keyed_seen = keyed_seen or version == CHAIN_VERSION
         expected = event.row_hash
         count += 1
     return count

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from audit.chain import GENESIS_HASH, chain_hash
+from audit.chain import CHAIN_VERSION, GENESIS_HASH, LEGACY_VERSION
 from audit.models import AuditEvent, EventType
-from audit.services import payload_of
+from audit.services import row_version
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,7 @@ def verify_chain(*, max_breaks: int = 20) -> ChainReport:
     to the genesis hash, or — after a retention purge — to the boundary hash named by a
     `retention.checkpoint` event that is itself part of the verified chain."""
     breaks: list[str] = []
+    keyed_seen = False
     expected_prev = GENESIS_HASH
     checked = 0
     anchor: str | None = None
@@ -39,10 +40,17 @@ def verify_chain(*, max_breaks: int = 20) -> ChainReport:
             anchor = expected_prev = event.prev_hash
         if event.prev_hash != expected_prev:
             breaks.append(f"event {event.pk}: link broken (previous row missing or altered)")
-        if chain_hash(event.prev_hash, payload_of(event)) != event.row_hash:
-            breaks.append(f"event {event.pk}: content does not match its hash (altered)")
+        version = row_version(event)
+        if version is None:
+            breaks.append(
+                f"event {event.pk}: content does not match its hash (altered, or written"
+                " without the chain key)"
+            )
+        elif version == LEGACY_VERSION and keyed_seen:
+            breaks.append(f"event {event.pk}: unkeyed hash after keyed rows (forged)")
         elif event.event_type == EventType.RETENTION_CHECKPOINT:
             verified.add(str(event.metadata.get("through_hash", "")))
+        keyed_seen = keyed_seen or version == CHAIN_VERSION
         expected_prev = event.row_hash
         if len(breaks) >= max_breaks:
             break

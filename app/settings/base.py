@@ -264,6 +264,14 @@ if DATABASE_ROLE not in {"app", "owner"}:
 if DATABASE_ROLE == "owner" and DATABASE_OWNER_URL:
     DATABASES["default"] = _database_config(DATABASE_OWNER_URL)
 
+# The audit chain is sealed with HMAC-SHA-256 under this key, kept outside the database, so
+# that someone who can only write to the database (a leaked app role, an injection) cannot
+# append rows that verify. `AUDIT_CHAIN_KEY`, or a secret reference (env:/file:/vault:) in
+# `AUDIT_CHAIN_KEY_REF`; when both are empty it is derived from SECRET_KEY — then rotating
+# SECRET_KEY makes earlier rows fail verification, so production should set its own.
+AUDIT_CHAIN_KEY = os.environ.get("AUDIT_CHAIN_KEY", "")
+AUDIT_CHAIN_KEY_REF = os.environ.get("AUDIT_CHAIN_KEY_REF", "")
+
 # Retention (Celery beat runs `app.retention_run`; `make run` starts beat): conversations
 # untouched for longer than RETENTION_CONVERSATION_DAYS are deleted with their messages;
 # audit rows older than RETENTION_AUDIT_DAYS get a checkpoint, after which the owner role

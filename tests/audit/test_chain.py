@@ -145,3 +145,91 @@ def test_concurrent_writers_cannot_fork_the_chain():
     report = verify_chain()
     assert report.ok, report.breaks
     assert report.checked == before + writers * per_writer
+
+
+def _append_as_the_app_role(*, row_hash_of, event_type=EventType.TOKEN_ISSUED) -> AuditEvent:
+    """What someone holding only the app's database role can do: INSERT a row that links to
+    the current head, with a hash they can compute themselves."""
+    from django.utils import timezone
+
+    from audit.services import payload_of
+
+    head = AuditEvent.objects.order_by("-id").values_list("row_hash", flat=True).first()
+    event = AuditEvent(
+        created_at=timezone.now(),
+        event_type=event_type,
+        actor_id=1,
+        subject="user:1",
+        decision="issued",
+        metadata={},
+        prev_hash=head or GENESIS_HASH,
+    )
+    event.row_hash = row_hash_of(event, payload_of)
+    event.save(force_insert=True)
+    return event
+
+
+@pytest.mark.django_db
+def test_rows_appended_without_the_chain_key_do_not_verify():
+    """The chain is keyed (HMAC): a correctly linked row with a plain SHA-256 hash, or an
+    HMAC under another key, is reported as forged."""
+    from audit.chain import LEGACY_VERSION, chain_hash
+
+    _record(2)
+    assert verify_chain().ok
+    forged = _append_as_the_app_role(
+        row_hash_of=lambda e, payload_of: chain_hash(
+            e.prev_hash, payload_of(e, version=LEGACY_VERSION)
+        )
+    )
+    report = verify_chain()
+    assert report.breaks == (f"event {forged.pk}: unkeyed hash after keyed rows (forged)",)
+
+
+@pytest.mark.django_db
+def test_a_row_sealed_with_another_key_does_not_verify():
+    from audit.chain import keyed_chain_hash
+
+    _record(1)
+    forged = _append_as_the_app_role(
+        row_hash_of=lambda e, payload_of: keyed_chain_hash(
+            e.prev_hash, payload_of(e), b"guessed-key"
+        )
+    )
+    (problem,) = verify_chain().breaks
+    assert problem.startswith(f"event {forged.pk}: content does not match its hash")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chain_that_starts_with_legacy_rows_verifies_and_continues_keyed(superuser_db):
+    """Rows written before the chain was keyed (SHA-256) still verify; new rows are keyed."""
+    from audit.chain import LEGACY_VERSION, chain_hash
+    from audit.services import row_version
+
+    _tamper(superuser_db, "DELETE FROM audit_auditevent", [])  # an empty chain to start
+
+    legacy = [
+        _append_as_the_app_role(
+            row_hash_of=lambda e, payload_of: chain_hash(
+                e.prev_hash, payload_of(e, version=LEGACY_VERSION)
+            )
+        )
+        for _ in range(2)
+    ]
+    keyed = _record(2)
+    assert [row_version(e) for e in legacy + keyed] == [1, 1, 2, 2]
+    assert verify_chain().ok
+
+
+@pytest.mark.django_db
+def test_the_chain_key_comes_from_a_secret_reference(settings, monkeypatch):
+    from audit.services import chain_key, row_version
+
+    monkeypatch.setenv("TEST_AUDIT_CHAIN_KEY", "k" * 40)
+    settings.AUDIT_CHAIN_KEY_REF = "env:TEST_AUDIT_CHAIN_KEY"
+    assert chain_key() == b"k" * 40
+    events = _record(2)
+    assert [row_version(e) for e in events] == [2, 2]
+    settings.AUDIT_CHAIN_KEY_REF = ""
+    settings.AUDIT_CHAIN_KEY = "another-key"
+    assert [row_version(e) for e in events] == [None, None]
