@@ -7,7 +7,7 @@ from django.utils.html import format_html
 
 from app.identity import Tier
 from retrieval.errors import IngestionRejected
-from retrieval.models import Document, IngestionJob
+from retrieval.models import Document, IngestionJob, PendingUpload
 from retrieval.services import acl_change_record, acl_snapshot, document_delete, ingestion_retry
 
 
@@ -55,9 +55,25 @@ class DocumentAdmin(admin.ModelAdmin):
         "error",
         "pii_kinds",
         "suggested_classification",
+        "waiting_upload",
         "text",
     )
     inlines = [IngestionJobInline]
+
+    @admin.display(description="file waiting for indexing")
+    def waiting_upload(self, document: Document) -> str:
+        upload = (
+            PendingUpload.objects.filter(document=document)
+            .values("source_name", "sha256", "created_at")
+            .first()
+        )
+        if upload is None:
+            return "-"
+        return (
+            f"{upload['source_name']} (sha256 {upload['sha256'][:12]}…, uploaded "
+            f"{upload['created_at']:%Y-%m-%d %H:%M} UTC); the version above serves until "
+            "it is indexed"
+        )
 
     @admin.display(description="PII scan")
     def pii_suggestion(self, document: Document) -> str:

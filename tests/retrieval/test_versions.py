@@ -166,3 +166,18 @@ def test_ingest_of_a_new_document_still_needs_a_classification(tmp_path):
     with pytest.raises(CommandError, match="--classification is required"):
         call_command("ingest", str(path))
     assert not Document.objects.filter(source_name="badges.md").exists()
+
+
+@pytest.mark.usefixtures("demo")
+def test_admin_shows_a_version_waiting_for_indexing(client, principal_of, user_named):
+    document = _document(principal_of)
+    client.force_login(user_named("admin"))
+    page = client.get(f"/admin/retrieval/document/{document.pk}/change/")
+    assert page.status_code == 200
+    assert "badges-v2.md" not in page.content.decode()
+    document_replace_content(
+        document_id=document.pk, source_name="badges-v2.md", data=V2, actor_id=None
+    )
+    page = client.get(f"/admin/retrieval/document/{document.pk}/change/")
+    assert "badges-v2.md" in page.content.decode()
+    assert "serves until it is indexed" in page.content.decode()
