@@ -353,6 +353,9 @@ TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
 # passed MFA in this session before any Django admin page is served.
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
 MFA_TOTP_ISSUER = os.environ.get("MFA_TOTP_ISSUER", "Secure GenAI reference")
+# Accept the code of the 30-second step before or after the current one (RFC 6238 §5.2:
+# clock drift, and a code typed as its step ends). Used codes are still refused (replay).
+MFA_TOTP_TOLERANCE = 1
 MFA_PASSKEY_LOGIN_ENABLED = False
 MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = env_bool("MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN", False)
 ADMIN_MFA_REQUIRED = env_bool("ADMIN_MFA_REQUIRED", True)
