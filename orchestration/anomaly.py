@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from app.identity import Principal
+from app.ratelimit import gcra
 from app.redis import redis_client
 from audit.models import EventType
 from audit.services import audit_record
@@ -128,13 +129,15 @@ def anomaly_review_clear(*, user_id: int, admin_id: int) -> None:
 
 
 def throttle_allows(user_id: int, *, now: float | None = None) -> bool:
-    """For a throttled user: at most ANOMALY_THROTTLED_TURNS_PER_MIN turns per minute."""
-    now = time.time() if now is None else now
-    key = f"anomaly:throttle:{user_id}:{int(now // 60)}"
-    client = redis_client()
-    count = int(client.incr(key))
-    client.expire(key, 120)
-    return count <= settings.ANOMALY_THROTTLED_TURNS_PER_MIN
+    """For a throttled user: at most ANOMALY_THROTTLED_TURNS_PER_MIN turns per minute (GCRA,
+    as the rate limits: no minute boundary to burst across)."""
+    allowed, _, _ = gcra(
+        key=f"anomaly:throttle:{user_id}",
+        count=int(settings.ANOMALY_THROTTLED_TURNS_PER_MIN),
+        period_s=60,
+        now=now,
+    )
+    return allowed
 
 
 def retrieval_breadth_record(*, principal: Principal, document_ids: list[int]) -> str | None:

@@ -58,7 +58,7 @@ def test_a_throttled_user_gets_only_a_few_turns_a_minute(bob, settings):
     settings.ANOMALY_LOCK_AT = 100
     settings.ANOMALY_THROTTLED_TURNS_PER_MIN = 2
     anomaly.anomaly_signal(principal=bob, kind="blocked")
-    redis_client().delete(f"anomaly:throttle:{bob.user_id}:{int(time.time() // 60)}")
+    redis_client().delete(f"anomaly:throttle:{bob.user_id}")
     turn = validate_input(Turn(principal=bob, message="Who approves invoices?"))
     guard_input(turn)
     guard_input(turn)
