@@ -13,7 +13,10 @@ recall on either alone misleads:
 - text: real text found offline on this machine (manual pages under /usr/share/man and
   the docstrings of Python's standard library), split by the application's own splitter
   and embedded with its MiniLM model; a document is a manual page or a module; queries
-  are the opening words of random chunks. Embeddings are cached under var/bench-cache/.
+  are the opening words of random chunks. Embeddings are cached under var/bench-cache/
+  (BENCH_CACHE), per shard of 2,000 chunks. `PREPARE_ONLY=1` builds the corpora (fills
+  the cache) and stops: run it at low priority to embed a large TEXT_SIZE in the
+  background, then time the search on a quiet machine.
 
 - naive:     HNSW with the ACL as a post-filter (pgvector iterative scan off)
 - iterative: HNSW with `hnsw.iterative_scan = relaxed_order`
@@ -414,7 +417,12 @@ def main() -> int:
     results = []
     for name in CORPORA:
         corpus = builders[name.strip()]()
+        if os.environ.get("PREPARE_ONLY"):
+            print(f"{corpus.name}: {len(corpus.vectors):,} chunks ready", flush=True)
+            continue
         results.append(_run_corpus(corpus))
+    if not results:
+        return 0
 
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
