@@ -102,9 +102,12 @@ MODERATION_CATEGORIES = (
 )  # fmt: skip
 
 
+DEFAULT_REPLY = "Per the documents, the answer is 42 [1]."
+
+
 @dataclass
 class LoopbackState:
-    reply: str = "Per the documents, the answer is 42 [1]."
+    reply: str = DEFAULT_REPLY
     faults: deque[Fault] = field(default_factory=deque)
     scenario: Fault | None = None
     recorded: list[Recorded] = field(default_factory=list)
@@ -558,6 +561,7 @@ class LoopbackServer:
             self.state.scenario = None
             self.state.recorded.clear()
             self.state.proposals.clear()
+            self.state.reply = DEFAULT_REPLY
             self.state.moderation_flags = frozenset()
             self.state.moderation_trigger = ""
 

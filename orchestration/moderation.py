@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import openai
 import yaml
 from django.conf import settings
 
@@ -81,9 +82,7 @@ def rules_categories(text: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=4)
-def _client(url: str, key_ref: str, timeout_s: float) -> object:
-    import openai
-
+def _client(url: str, key_ref: str, timeout_s: float) -> openai.OpenAI:
     from app.secrets import resolve_secret
 
     return openai.OpenAI(
@@ -101,9 +100,7 @@ def endpoint_categories(text: str) -> tuple[str, ...]:
         settings.OUTPUT_MODERATION_KEY_REF,
         float(settings.OUTPUT_MODERATION_TIMEOUT_S),
     )
-    response = client.moderations.create(  # type: ignore[attr-defined]
-        model=settings.OUTPUT_MODERATION_MODEL, input=text
-    )
+    response = client.moderations.create(model=settings.OUTPUT_MODERATION_MODEL, input=text)
     flagged: set[str] = set()
     for result in response.results:
         if not result.flagged:
