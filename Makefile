@@ -83,3 +83,8 @@ gateway-deps:
 ## The broker's added latency over a direct SDK call, TTFT overhead, failover recovery.
 bench-broker: venv
 	ITERATIONS=$(or $(ITERATIONS),400) $(BIN)/python -m infra.run script bench/bench_broker.py
+
+.PHONY: bench-moderation
+## Output moderation (rules backend): harmful vs benign answers, latency. No services needed.
+bench-moderation: venv
+	REPEAT=$(or $(REPEAT),20) $(BIN)/python bench/bench_moderation.py

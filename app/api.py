@@ -61,6 +61,7 @@ from audit.models import EventType
 from broker.types import ProviderUnavailable, QuotaExceeded, TokenDelta
 from orchestration.errors import Blocked
 from orchestration.pipeline import Answer, Turn, answer_stream, prepare_turn
+from orchestration.tool_loop import ToolActivity
 from retrieval.selectors import (
     document_get_visible,
     documents_list,
@@ -91,6 +92,7 @@ def _final_json(
         "reason": None,
         "provider": answer.provider,
         "labels": list(answer.labels),
+        "tools": [t.as_json() for t in answer.tools],
         "request_id": principal.request_id,
     }
 
@@ -195,7 +197,7 @@ async def _stream_turn(
     principal: Principal,
     conversation: Conversation | None,
     turn: Turn,
-    events: Iterator[TokenDelta | Answer],
+    events: Iterator[TokenDelta | ToolActivity | Answer],
 ) -> AsyncIterator[bytes]:
     """Relay the answer as SSE. The sync pipeline runs in the request's thread (DB access
     stays on one connection); only the relaying happens on the event loop."""
@@ -206,6 +208,8 @@ async def _stream_turn(
                 return
             if isinstance(event, TokenDelta):
                 yield _sse("token", {"text": event.text})
+            elif isinstance(event, ToolActivity):
+                yield _sse("tool", event.as_json())
             elif isinstance(event, Answer):
                 yield _sse("citations", _citations_json(event))
                 saved, reply = await sync_to_async(chat_turn_record)(

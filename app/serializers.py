@@ -26,6 +26,13 @@ class CitationOut(serializers.Serializer):
     marker = serializers.IntegerField()
 
 
+class ToolRunOut(serializers.Serializer):
+    name = serializers.CharField()
+    ok = serializers.BooleanField()
+    reason = serializers.CharField()
+    documents = serializers.ListField(child=serializers.IntegerField())
+
+
 class ChatOut(serializers.Serializer):
     conversation = serializers.IntegerField(allow_null=True)
     message_id = serializers.IntegerField(allow_null=True)
@@ -35,6 +42,7 @@ class ChatOut(serializers.Serializer):
     reason = serializers.CharField(allow_null=True)
     provider = serializers.CharField(allow_null=True)
     labels = serializers.ListField(child=serializers.CharField(), required=False)
+    tools = ToolRunOut(many=True, required=False)
     request_id = serializers.CharField()
 
 

@@ -274,8 +274,12 @@ def chat_turn_record(
                 "template": turn.template,
                 **access_record(
                     principal,
-                    [(c.document_id, c.document_version, c.chunk_id) for c in turn.context],
+                    [
+                        (c.document_id, c.document_version, c.chunk_id)
+                        for c in (*turn.context, *answer.tool_context)
+                    ],
                 ),
+                "tools": [t.as_json() for t in answer.tools],
                 "cited_chunks": [c.chunk_id for c in answer.citations],
                 "dropped_citations": list(answer.dropped_citations),
                 "provider": answer.provider,

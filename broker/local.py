@@ -3,16 +3,29 @@
 It is not a language model. It picks the context sentences that best match the question
 and cites where each came from, so the whole application runs with no model service and
 no network. The UI labels its answers as extractive.
+
+When it is offered the `convert_units` tool and the question plainly asks for a
+conversion ("convert 5 km to mi", "12 lb in kg"), it proposes that call, like a model
+would, and answers from the tool's result in the next round: the demo shows tool use
+end to end with no model service.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from app.identity import Tier
-from broker.types import Completion, CompletionRequest, ContextChunk, StreamEvent, TokenDelta
+from broker.types import (
+    Completion,
+    CompletionRequest,
+    ContextChunk,
+    StreamEvent,
+    TokenDelta,
+    ToolCall,
+)
 
 NO_ANSWER = (
     "I found nothing in the documents you can access that answers this. "
@@ -100,6 +113,57 @@ def compose_answer(question: str, context: tuple[ContextChunk, ...]) -> tuple[st
     return "From the documents you can access:\n\n" + "\n".join(lines), markers
 
 
+_CONVERSION = re.compile(
+    r"(-?\d+(?:\.\d+)?)\s*([a-z]+)\s+(?:to|in|into)\s+([a-z]+)\b", re.IGNORECASE
+)
+CONVERT_TOOL = "convert_units"
+
+
+def propose_conversion(request: CompletionRequest) -> ToolCall | None:
+    """The conversion this question asks for, when `convert_units` is offered and both
+    units are among those its schema accepts."""
+    if not request.allow_tool_calls or request.tool_rounds:
+        return None
+    spec = next((t for t in request.tools if t.name == CONVERT_TOOL), None)
+    if spec is None:
+        return None
+    units = set(spec.parameters.get("properties", {}).get("from_unit", {}).get("enum", []))
+    for match in _CONVERSION.finditer(request.user_message):
+        value, source, target = match.group(1), match.group(2).lower(), match.group(3).lower()
+        if source in units and target in units:
+            arguments = json.dumps(
+                {"value": float(value) if "." in value else int(value),
+                 "from_unit": source, "to_unit": target}
+            )  # fmt: skip
+            return ToolCall("local_call_1", CONVERT_TOOL, arguments, wire_arguments=arguments)
+    return None
+
+
+def _data_lines(content: str) -> list[str]:
+    """The result lines of a spotlighted tool outcome (between its delimiter lines)."""
+    lines = content.splitlines()
+    opened = [i for i, line in enumerate(lines) if line.startswith("<<") and "/" not in line[:3]]
+    closed = [i for i, line in enumerate(lines) if line.startswith("<</")]
+    if not opened or not closed:
+        return []
+    return [line for line in lines[opened[0] + 1 : closed[-1]] if line.strip()]
+
+
+def answer_from_tools(request: CompletionRequest) -> str:
+    results: list[str] = []
+    for round_ in request.tool_rounds:
+        for call, outcome in zip(round_.calls, round_.outcomes, strict=False):
+            if call.name != CONVERT_TOOL:
+                continue
+            if outcome.is_error:
+                results.append("The unit conversion could not be run.")
+            else:
+                results.extend(_data_lines(outcome.content))
+    if not results:
+        return ""
+    return "Computed with the convert_units tool: " + " ".join(results)
+
+
 class LocalProvider:
     """Extractive, offline, deterministic. Streams its answer word by word."""
 
@@ -111,7 +175,22 @@ class LocalProvider:
         self.max_tier = max_tier
 
     def stream(self, request: CompletionRequest) -> Iterator[StreamEvent]:
-        text, markers = compose_answer(request.user_message, request.context)
+        proposal = propose_conversion(request)
+        if proposal is not None:
+            yield Completion(
+                text="",
+                cited_markers=(),
+                provider=self.name,
+                model=self.model,
+                input_tokens=len(request.user_message.split()),
+                labels=("extractive",),
+                tool_calls=(proposal,),
+            )
+            return
+        text = answer_from_tools(request)
+        markers: list[int] = []
+        if not text:
+            text, markers = compose_answer(request.user_message, request.context)
         for piece in re.findall(r"\S+\s*|\s+", text):
             yield TokenDelta(piece)
         yield Completion(

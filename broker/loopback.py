@@ -1,6 +1,8 @@
-"""A loopback model provider: a small ASGI server speaking the OpenAI chat-completions and
-embeddings and the Anthropic messages wire protocols (streaming included), recording every
-request it receives, with fault injection per request or per scenario.
+"""A loopback model provider: a small ASGI server speaking the OpenAI chat-completions,
+embeddings and moderations and the Anthropic messages wire protocols (streaming included),
+recording every request it receives, with fault injection per request or per scenario.
+It can be told to propose a tool call instead of answering (`propose`), and which
+moderation categories to flag (`flag_moderation`).
 
 Tests, benchmarks and the demo point real SDK clients at it. It refuses to start under
 production settings (`ENVIRONMENT == "prod"` or `LOOPBACK_PROVIDER_ENABLED` off), so no
@@ -77,13 +79,48 @@ class Recorded:
         return json.dumps(self.body, ensure_ascii=False)
 
 
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A tool call the next chat request answers with instead of text. `arguments` is
+    sent as given: a dict becomes JSON, a string goes verbatim (to send malformed JSON)."""
+
+    name: str
+    arguments: dict[str, Any] | str
+    call_id: str = "call_loopback_1"
+
+    @property
+    def arguments_json(self) -> str:
+        if isinstance(self.arguments, str):
+            return self.arguments
+        return json.dumps(self.arguments)
+
+
+MODERATION_CATEGORIES = (
+    "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit",
+    "illicit/violent", "self-harm", "self-harm/instructions", "self-harm/intent", "sexual",
+    "sexual/minors", "violence", "violence/graphic",
+)  # fmt: skip
+
+
+DEFAULT_REPLY = "Per the documents, the answer is 42 [1]."
+
+
 @dataclass
 class LoopbackState:
-    reply: str = "Per the documents, the answer is 42 [1]."
+    reply: str = DEFAULT_REPLY
     faults: deque[Fault] = field(default_factory=deque)
     scenario: Fault | None = None
     recorded: list[Recorded] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    proposals: deque[Proposal] = field(default_factory=deque)
+    # Moderation: these categories are flagged for inputs containing `moderation_trigger`
+    # (every input when it is empty).
+    moderation_flags: frozenset[str] = frozenset()
+    moderation_trigger: str = ""
+
+    def next_proposal(self) -> Proposal | None:
+        with self.lock:
+            return self.proposals.popleft() if self.proposals else None
 
     def next_fault(self) -> Fault | None:
         with self.lock:
@@ -154,7 +191,13 @@ class LoopbackApp:
                 await self._raw(send, 200, b'{"id": "broken", "choices": [', "application/json")
                 return
         if path.endswith("/chat/completions"):
-            await self._openai_chat(send, body, fault)
+            proposal = self.state.next_proposal()
+            if proposal is not None:
+                await self._openai_tool_call(send, body, proposal)
+            else:
+                await self._openai_chat(send, body, fault)
+        elif path.endswith("/moderations"):
+            await self._moderation(send, body)
         elif path.endswith("/embeddings"):
             inputs = body.get("input", [])
             inputs = [inputs] if isinstance(inputs, str) else inputs
@@ -173,7 +216,11 @@ class LoopbackApp:
                 {"object": "list", "data": data, "model": body.get("model"), "usage": usage},
             )
         elif path.endswith("/messages"):
-            await self._anthropic(send, body, fault)
+            proposal = self.state.next_proposal()
+            if proposal is not None:
+                await self._anthropic_tool_use(send, body, proposal)
+            else:
+                await self._anthropic(send, body, fault)
         else:
             await self._json(send, 404, {"error": {"message": "not found"}})
 
@@ -259,6 +306,132 @@ class LoopbackApp:
                 ),
             )
         await self._sse(send, "[DONE]")
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _moderation(self, send: Send, body: dict[str, Any]) -> None:
+        inputs = body.get("input", "")
+        inputs = [inputs] if isinstance(inputs, str) else inputs
+        results = []
+        for text in inputs:
+            hit = not self.state.moderation_trigger or self.state.moderation_trigger in str(text)
+            flagged = self.state.moderation_flags if hit else frozenset()
+            results.append(
+                {
+                    "flagged": bool(flagged),
+                    "categories": {c: c in flagged for c in MODERATION_CATEGORIES},
+                    "category_scores": {
+                        c: 0.97 if c in flagged else 0.001 for c in MODERATION_CATEGORIES
+                    },
+                    "category_applied_input_types": {c: ["text"] for c in MODERATION_CATEGORIES},
+                }
+            )
+        await self._json(
+            send,
+            200,
+            {"id": "modr-loopback", "model": body.get("model"), "results": results},
+        )
+
+    async def _openai_tool_call(self, send: Send, body: dict[str, Any], proposal: Proposal) -> None:
+        """Answer with a proposed tool call: its arguments streamed in pieces, as real
+        servers do, and finish_reason "tool_calls"."""
+        base = {"id": "chatcmpl-loopback", "created": int(time.time()), "model": body.get("model")}
+        arguments = proposal.arguments_json
+        if not body.get("stream"):
+            call = {
+                "id": proposal.call_id,
+                "type": "function",
+                "function": {"name": proposal.name, "arguments": arguments},
+            }
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+            choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+            await self._json(send, 200, {**base, "object": "chat.completion", "choices": [choice]})
+            return
+        await self._sse_start(send)
+        first = {
+            "index": 0,
+            "id": proposal.call_id,
+            "type": "function",
+            "function": {"name": proposal.name, "arguments": ""},
+        }
+        deltas: list[dict[str, Any]] = [
+            {"role": "assistant", "content": None, "tool_calls": [first]}
+        ]
+        step = max(1, len(arguments) // 3)
+        for start in range(0, len(arguments), step):
+            piece = arguments[start : start + step]
+            deltas.append({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+        for delta in deltas:
+            chunk = {
+                **base,
+                "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+            }
+            await self._sse(send, json.dumps(chunk))
+        last = {
+            **base,
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}],
+        }
+        await self._sse(send, json.dumps(last))
+        await self._sse(send, "[DONE]")
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _anthropic_tool_use(
+        self, send: Send, body: dict[str, Any], proposal: Proposal
+    ) -> None:
+        """Answer with a `tool_use` block: input streamed as `input_json_delta` pieces,
+        stop_reason "tool_use"."""
+        prompt_tokens, _ = self._usage(body)
+        arguments = proposal.arguments_json
+        message: dict[str, Any] = {
+            "id": "msg_loopback",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model"),
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": prompt_tokens, "output_tokens": 0},
+        }
+        block = {"type": "tool_use", "id": proposal.call_id, "name": proposal.name, "input": {}}
+        if not body.get("stream"):
+            block["input"] = (
+                json.loads(arguments) if not isinstance(proposal.arguments, str) else {}
+            )
+            message |= {"content": [block], "stop_reason": "tool_use"}
+            await self._json(send, 200, message)
+            return
+        await self._sse_start(send)
+        events: list[tuple[str, dict[str, Any]]] = [
+            ("message_start", {"type": "message_start", "message": message}),
+            (
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": block},
+            ),
+        ]
+        step = max(1, len(arguments) // 3)
+        for start in range(0, len(arguments), step):
+            delta = {"type": "input_json_delta", "partial_json": arguments[start : start + step]}
+            events.append(
+                (
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": 0, "delta": delta},
+                )
+            )
+        events += [
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                    "usage": {"output_tokens": 5},
+                },
+            ),
+            ("message_stop", {"type": "message_stop"}),
+        ]
+        for name, event in events:
+            await self._sse(send, json.dumps(event), event=name)
         await send({"type": "http.response.body", "body": b""})
 
     async def _anthropic(self, send: Send, body: dict[str, Any], fault: Fault | None) -> None:
@@ -368,11 +541,29 @@ class LoopbackServer:
         with self.state.lock:
             self.state.scenario = fault
 
+    def propose(self, *proposals: Proposal) -> None:
+        """Answer the next chat requests, one each, with these tool calls."""
+        with self.state.lock:
+            self.state.proposals.extend(proposals)
+
+    def flag_moderation(self, categories: frozenset[str], *, when_contains: str = "") -> None:
+        """Flag these moderation categories (for inputs containing `when_contains`)."""
+        unknown = set(categories) - set(MODERATION_CATEGORIES)
+        if unknown:
+            raise ValueError(f"unknown moderation categories {sorted(unknown)}")
+        with self.state.lock:
+            self.state.moderation_flags = frozenset(categories)
+            self.state.moderation_trigger = when_contains
+
     def reset(self) -> None:
         with self.state.lock:
             self.state.faults.clear()
             self.state.scenario = None
             self.state.recorded.clear()
+            self.state.proposals.clear()
+            self.state.reply = DEFAULT_REPLY
+            self.state.moderation_flags = frozenset()
+            self.state.moderation_trigger = ""
 
     def start(self) -> LoopbackServer:
         import uvicorn

@@ -327,8 +327,16 @@ def _failover_stream(
                         if tail:
                             emitted.append(tail)
                             yield TokenDelta(tail)
-                        text = (restore or _identity)(event.text)
-                        event = replace(event, text=text, cited_markers=cited_markers(text))
+                        undo = restore or _identity
+                        text = undo(event.text)
+                        # A proposed call runs with the user's real values; the provider
+                        # is shown its own placeholders again (`wire_arguments`).
+                        calls = tuple(
+                            replace(c, arguments=undo(c.arguments)) for c in event.tool_calls
+                        )
+                        event = replace(
+                            event, text=text, cited_markers=cited_markers(text), tool_calls=calls
+                        )
                     _on_success(request, provider, event, passed, clean=admission.clean)
                     yield event
                     return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from app.identity import Tier
 
@@ -20,6 +20,47 @@ class ContextChunk:
     text: str
     tier: Tier
     document_version: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool offered to the model: its name, what it does, and a JSON schema of its
+    arguments. Only the tools the policy allows this principal are ever offered."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A call the model proposed. `arguments` is the JSON text to run with (placeholders
+    restored when the provider saw redacted text); `wire_arguments` is the text exactly as
+    the provider sent it, echoed back to it in the next round."""
+
+    call_id: str
+    name: str
+    arguments: str
+    wire_arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutcome:
+    """What the model is told about one call: the result as spotlighted data, or why the
+    call was refused."""
+
+    call_id: str
+    content: str
+    is_error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRound:
+    """One round of tool use: the assistant's text and proposed calls, then the outcomes."""
+
+    text: str
+    calls: tuple[ToolCall, ...]
+    outcomes: tuple[ToolOutcome, ...]
 
 
 class PiiRedactor(Protocol):
@@ -47,6 +88,11 @@ class CompletionRequest:
     # leaves the process: providers see only `user_hash`.
     actor_id: int | None = None
     groups: tuple[str, ...] = ()
+    # Tool use: the tools offered, earlier rounds (calls and outcomes, sent back in the
+    # provider's wire format), and whether the model may propose another call.
+    tools: tuple[ToolSpec, ...] = ()
+    tool_rounds: tuple[ToolRound, ...] = ()
+    allow_tool_calls: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +111,7 @@ class Completion:
     input_tokens: int = 0
     output_tokens: int = 0
     labels: tuple[str, ...] = field(default=())
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 StreamEvent = TokenDelta | Completion

@@ -28,9 +28,10 @@ from broker.types import (
     ProviderUnavailable,
     TokenDelta,
 )
-from orchestration import anomaly, policy
+from orchestration import anomaly, policy, tools
 from orchestration.errors import InputRejected
 from orchestration.injection import Thresholds, Verdict, scan
+from orchestration.moderation import ModerationGate, ModerationVerdict, moderate
 from orchestration.normalize import Views, inspection_views, normalize
 from orchestration.output import CanaryLeak, OutputGuard
 from orchestration.pii import pii_entities, presidio_redactor
@@ -42,6 +43,7 @@ from orchestration.prompts import (
     render_answer_prompt,
 )
 from orchestration.services import chunk_review_status, document_flag_create, guard_event_record
+from orchestration.tool_loop import ToolActivity, with_tools
 from retrieval import selectors as retrieval
 
 _ALLOWED_CONTROL_CHARS = {"\n", "\t", "\r"}
@@ -75,6 +77,8 @@ class Answer:
     output_tokens: int
     latency_ms: int
     dropped_citations: tuple[int, ...] = ()
+    tools: tuple[ToolActivity, ...] = ()  # proposed calls and what became of them
+    tool_context: tuple[ContextChunk, ...] = ()  # passages tools added (access record)
 
 
 Step = Callable[[Turn], Turn]
@@ -268,13 +272,16 @@ def prepare_turn(principal: Principal, message: str) -> Turn:
 
 
 # 8, 9 ------------------------------------------------------------------------------------
-def answer_stream(turn: Turn) -> Iterator[TokenDelta | Answer]:
+def answer_stream(turn: Turn) -> Iterator[TokenDelta | ToolActivity | Answer]:
     """Stream the broker's tokens through the output guard, then yield the validated
     Answer. A leaked canary stops the stream with `Blocked` before the leak is released.
+    Tool calls the model proposes run in between (orchestration/tool_loop.py), each
+    reported as a ToolActivity; the output moderation step judges the released text.
 
     The broker call is opened here, before the first event: a user over a limit
     (QuotaExceeded) or a turn no provider may take (ProviderUnavailable) raises from this
     call itself, so a streaming response can still answer 429 / 503 rather than start."""
+    tool_rounds = max(0, int(settings.CHAT_TOOL_MAX_ROUNDS))
     request = CompletionRequest(
         system=turn.system_prompt,
         user_message=turn.message,
@@ -285,23 +292,41 @@ def answer_stream(turn: Turn) -> Iterator[TokenDelta | Answer]:
         redactor=presidio_redactor,
         actor_id=turn.principal.user_id,
         groups=turn.principal.groups,
+        tools=tools.specs_for(turn.principal, turn.sensitivity) if tool_rounds else (),
+        allow_tool_calls=tool_rounds > 0,
     )
-    return _guarded_events(turn, broker.complete_stream(request))
+    return _guarded_events(turn, with_tools(turn, request, broker.complete_stream(request)))
 
 
 def _guarded_events(
-    turn: Turn, events: Iterator[TokenDelta | Completion]
-) -> Iterator[TokenDelta | Answer]:
+    turn: Turn, events: Iterator[TokenDelta | ToolActivity | Completion]
+) -> Iterator[TokenDelta | ToolActivity | Answer]:
     guard = output_guard(turn)
+    gate = ModerationGate.from_settings()
+    activities: list[ToolActivity] = []
+    added: list[ContextChunk] = []
     try:
         for event in events:
-            if isinstance(event, Completion):
+            if isinstance(event, ToolActivity):
+                # Tool output is context: it may be echoed and its passages cited.
+                activities.append(event)
+                added.extend(event.chunks)
+                guard.permitted_text += "".join(f"\n{c.text}" for c in event.chunks)
+                guard.permitted_text += f"\n{event.data}" if event.data else ""
+                guard.shown_markers |= {c.marker for c in event.chunks}
+                yield event
+            elif isinstance(event, Completion):
                 tail = guard.finish()
+                _moderation_enforce(turn, gate.feed(tail))
                 if tail:
                     yield TokenDelta(tail)
-                yield validate_output(turn, event, guard)
+                full = replace(turn, context=(*turn.context, *added))
+                answer = validate_output(full, event, guard)
+                _moderation_enforce(turn, moderate(answer.text, tier=_answer_tier(full, added)))
+                yield replace(answer, tools=tuple(activities), tool_context=tuple(added))
             else:
                 released = guard.feed(event.text)
+                _moderation_enforce(turn, gate.feed(released))
                 if released:
                     yield TokenDelta(released)
     except CanaryLeak:
@@ -315,6 +340,31 @@ def _guarded_events(
         )
         anomaly.anomaly_signal(principal=turn.principal, kind="blocked")
         policy.Decision(False, policy.Reason.OUTPUT_CANARY).enforce()
+
+
+def _answer_tier(turn: Turn, added: list[ContextChunk]) -> Tier:
+    return max([turn.sensitivity, *(c.tier for c in added)])
+
+
+def _moderation_enforce(turn: Turn, verdict: ModerationVerdict) -> None:
+    """Withhold a flagged answer (audited with its categories, never its text); an
+    endpoint outage that did not block is audited as degraded."""
+    decision = policy.moderation_decision(verdict)
+    if decision.allowed and not verdict.degraded:
+        return
+    guard_event_record(
+        principal=turn.principal,
+        event_type=EventType.OUTPUT_BLOCKED if not decision.allowed else EventType.CHAT_FLAGGED,
+        decision="blocked" if not decision.allowed else "degraded",
+        reason=decision.reason.value if not decision.allowed else "moderation_unavailable",
+        subject="guard:moderation",
+        metadata={
+            "backend": verdict.backend,
+            "categories": list(verdict.categories),
+            "degraded": verdict.degraded,
+        },
+    )
+    decision.enforce()
 
 
 def output_guard(turn: Turn) -> OutputGuard:

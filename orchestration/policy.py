@@ -16,6 +16,7 @@ from django.conf import settings
 from app.identity import Principal, Tier
 from orchestration.errors import Blocked
 from orchestration.injection import Action, Verdict
+from orchestration.moderation import ModerationVerdict
 
 
 class Reason(enum.StrEnum):
@@ -34,6 +35,8 @@ class Reason(enum.StrEnum):
     TOOL_PERMISSION = "tool_permission_missing"
     TOOL_TIER = "tool_tier_exceeded"
     OUTPUT_CANARY = "output_canary_leak"
+    OUTPUT_MODERATION = "output_moderation"
+    MODERATION_UNAVAILABLE = "moderation_unavailable"
 
 
 # What the user sees: short and non-revealing (never which rule or score decided).
@@ -43,6 +46,10 @@ USER_MESSAGES: dict[Reason, str] = {
     Reason.THROTTLED: "Too many requests. Please wait a moment and try again.",
     Reason.INJECTION_BLOCKED: "This request can't be processed. Please rephrase your question.",
     Reason.OUTPUT_CANARY: "The answer was withheld by a safety check. Please try again.",
+    Reason.OUTPUT_MODERATION: "The answer was withheld by a content safety check.",
+    Reason.MODERATION_UNAVAILABLE: (
+        "The answer could not be safety-checked right now. Please try again shortly."
+    ),
 }
 
 
@@ -126,4 +133,14 @@ def tool_decision(principal: Principal, *, tool: str, tier: Tier) -> Decision:
         return _deny(Reason.TOOL_PERMISSION)
     if tier > Tier.parse(rule["max_tier"]):
         return _deny(Reason.TOOL_TIER)
+    return ALLOW
+
+
+def moderation_decision(verdict: ModerationVerdict) -> Decision:
+    """The output moderation verdict: a flagged answer is withheld; so is one the endpoint
+    could not check when its tier fails closed (OUTPUT_MODERATION_FAIL_CLOSED_TIERS)."""
+    if verdict.fail_closed:
+        return _deny(Reason.MODERATION_UNAVAILABLE)
+    if verdict.blocked:
+        return _deny(Reason.OUTPUT_MODERATION)
     return ALLOW

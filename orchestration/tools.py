@@ -20,9 +20,18 @@ from django.db import connection
 
 from app.identity import Principal, Tier
 from audit.models import EventType
-from broker.types import ContextChunk
+from broker.types import ContextChunk, ToolSpec
 from orchestration import policy
 from orchestration.services import guard_event_record
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutput:
+    """What a tool returns: its text for the model, and the document chunks it read (they
+    become citable passages of the turn and join its access record)."""
+
+    text: str
+    chunks: tuple[ContextChunk, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +39,7 @@ class Tool:
     name: str
     description: str
     schema: dict[str, Any]
-    run: Callable[[Principal, dict[str, Any]], str]
+    run: Callable[[Principal, dict[str, Any]], str | ToolOutput]
     timeout_s: float = 5.0
 
 
@@ -39,6 +48,7 @@ class ToolResult:
     ok: bool
     reason: str
     passage: ContextChunk | None = None
+    chunks: tuple[ContextChunk, ...] = ()
 
 
 class ToolRefused(Exception):
@@ -48,11 +58,26 @@ class ToolRefused(Exception):
 
 
 # -- search_documents ------------------------------------------------------------------------
-def _search_documents(principal: Principal, args: dict[str, Any]) -> str:
+def _search_documents(principal: Principal, args: dict[str, Any]) -> ToolOutput:
+    """The same ACL-filtered, RLS-backed search as the turn's own retrieval, as this
+    principal: a document the principal cannot read never comes back."""
     from retrieval.selectors import hybrid_search
 
     hits = hybrid_search(principal, args["query"], k=int(args.get("k", 5)))
-    return "\n\n".join(f"({h.title}) {h.text}" for h in hits) or "(no results)"
+    chunks = tuple(
+        ContextChunk(
+            marker=0,
+            chunk_id=h.chunk_id,
+            document_id=h.document_id,
+            title=h.title,
+            text=h.text,
+            tier=h.tier,
+            document_version=h.document_version,
+        )
+        for h in hits
+    )
+    text = "\n\n".join(f"({h.title}) {h.text}" for h in hits) or "(no results)"
+    return ToolOutput(text, chunks)
 
 
 # -- convert_units ---------------------------------------------------------------------------
@@ -147,14 +172,36 @@ REGISTRY: dict[str, Tool] = {
 }
 
 
-def _run_with_identity(tool: Tool, principal: Principal, args: dict[str, Any]) -> str:
+def specs_for(principal: Principal, tier: Tier) -> tuple[ToolSpec, ...]:
+    """The tools offered to the model in this turn: registered ones the policy allows this
+    principal at this tier. A call to any other is still refused if the model makes one."""
+    return tuple(
+        ToolSpec(tool.name, tool.description, tool.schema)
+        for tool in REGISTRY.values()
+        if policy.tool_decision(principal, tool=tool.name, tier=tier).allowed
+    )
+
+
+def _run_with_identity(tool: Tool, principal: Principal, args: dict[str, Any]) -> ToolOutput:
     try:
-        return tool.run(principal, args)
+        output = tool.run(principal, args)
+        return output if isinstance(output, ToolOutput) else ToolOutput(output)
     finally:
         connection.close()  # the worker thread's own DB connection
 
 
 _executor = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="tool")
+
+
+def tool_refusal_record(*, principal: Principal, name: str, reason: str) -> None:
+    """Audit a refused call (the name is the model's text: truncated, never run)."""
+    guard_event_record(
+        principal=principal,
+        event_type=EventType.TOOL_REFUSED,
+        decision="refused",
+        reason=reason,
+        subject=f"tool:{name[:60]}",
+    )
 
 
 def tool_call(
@@ -174,17 +221,11 @@ def tool_call(
             raise ToolRefused("tool_bad_arguments") from None
         future = _executor.submit(_run_with_identity, tool, principal, dict(arguments))
         try:
-            output = future.result(timeout=tool.timeout_s)
+            output: ToolOutput = future.result(timeout=tool.timeout_s)
         except concurrent.futures.TimeoutError:
             raise ToolRefused("tool_timeout") from None
     except ToolRefused as refused:
-        guard_event_record(
-            principal=principal,
-            event_type=EventType.TOOL_REFUSED,
-            decision="refused",
-            reason=refused.reason,
-            subject=f"tool:{name[:60]}",
-        )
+        tool_refusal_record(principal=principal, name=name, reason=refused.reason)
         return ToolResult(False, refused.reason)
     guard_event_record(
         principal=principal,
@@ -192,9 +233,13 @@ def tool_call(
         decision="allowed",
         reason="allowed",
         subject=f"tool:{name}",
-        metadata={"output_chars": len(output)},
+        metadata={
+            "output_chars": len(output.text),
+            "tier": tier.label,
+            "documents": sorted({c.document_id for c in output.chunks}),
+        },
     )
     passage = ContextChunk(
-        marker=marker, chunk_id=0, document_id=0, title=f"tool:{name}", text=output, tier=tier
+        marker=marker, chunk_id=0, document_id=0, title=f"tool:{name}", text=output.text, tier=tier
     )
-    return ToolResult(True, "allowed", passage)
+    return ToolResult(True, "allowed", passage, output.chunks)

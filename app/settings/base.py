@@ -422,3 +422,23 @@ BROKER_EMBEDDING_PROVIDER = os.environ.get("BROKER_EMBEDDING_PROVIDER", "local")
 BROKER_BREAKER_FAILURE_RATIO = float(os.environ.get("BROKER_BREAKER_FAILURE_RATIO", "0.5"))
 BROKER_BREAKER_MIN_CALLS = env_int("BROKER_BREAKER_MIN_CALLS", 10)
 BROKER_BREAKER_WINDOW_S = env_int("BROKER_BREAKER_WINDOW_S", 60)
+
+# --- tools in chat, output moderation ---
+# Tool rounds per chat turn (orchestration/tool_loop.py): after this many rounds of calls
+# the model must answer without tools. 0: tools are never offered (a call is refused).
+CHAT_TOOL_MAX_ROUNDS = env_int("CHAT_TOOL_MAX_ROUNDS", 2)
+# Output moderation (orchestration/moderation.py): rules | openai_moderation | off.
+OUTPUT_MODERATION_BACKEND = os.environ.get("OUTPUT_MODERATION_BACKEND", "rules")
+OUTPUT_MODERATION_RULES_FILE = os.environ.get(
+    "OUTPUT_MODERATION_RULES_FILE",
+    str(BASE_DIR / "orchestration" / "data" / "moderation_rules.yaml"),
+)
+# The moderations endpoint (OpenAI wire format); empty URL = api.openai.com.
+OUTPUT_MODERATION_URL = os.environ.get("OUTPUT_MODERATION_URL", "")
+OUTPUT_MODERATION_MODEL = os.environ.get("OUTPUT_MODERATION_MODEL", "omni-moderation-latest")
+OUTPUT_MODERATION_KEY_REF = os.environ.get("OUTPUT_MODERATION_KEY_REF", "")
+OUTPUT_MODERATION_TIMEOUT_S = float(os.environ.get("OUTPUT_MODERATION_TIMEOUT_S", "3"))
+# Answers above this tier are never sent to the (external) endpoint: the rules judge them.
+OUTPUT_MODERATION_MAX_TIER = os.environ.get("OUTPUT_MODERATION_MAX_TIER", "internal")
+# Endpoint down: block turns of these tiers; others pass on the rules alone (audited).
+OUTPUT_MODERATION_FAIL_CLOSED_TIERS = env_list("OUTPUT_MODERATION_FAIL_CLOSED_TIERS", [])

@@ -200,3 +200,17 @@ def test_tokens_reach_the_client_while_the_answer_is_still_being_generated(
     assert held == {"released_by_client": True}, "the first token was buffered server-side"
     assert seen[-1] == "done"
     assert seen.count("token") > 1
+
+
+@pytest.mark.usefixtures("demo")
+def test_a_tool_call_streams_as_a_tool_event_before_the_answer(asgi_server, bearer):
+    """The offline provider proposes `convert_units` for a conversion question: the client
+    sees which tool ran (a `tool` event), then the answer computed from its result."""
+    _, events = _stream_chat(asgi_server, _auth(bearer, "bob"), "Please convert 5 km to mi.")
+    names = _names(events)
+    assert names[-1] == "done", names
+    tool = next(e for e in events if e.name == "tool")
+    assert tool.data == {"name": "convert_units", "ok": True, "reason": "allowed", "documents": []}
+    assert names.index("tool") < names.index("token")
+    assert "3.10685" in events[-1].data["answer"]
+    assert events[-1].data["tools"] == [tool.data]

@@ -12,6 +12,15 @@ import pytest
 
 from app.redis import redis_client
 
+# The loopback provider server and providers-file fixtures, for the tool-call and output
+# moderation tests that go through the real SDKs.
+from tests.broker.conftest import (  # noqa: F401 - fixtures
+    broker_redis,
+    loopback,
+    loopback_server,
+    use_providers,
+)
+
 
 @pytest.fixture(autouse=True)
 def _no_anomaly_signals_across_tests() -> Iterator[None]:

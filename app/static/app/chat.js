@@ -75,6 +75,17 @@
     }
   }
 
+  // One line per tool call the model proposed: which tool, and whether it ran.
+  function showTool(item, tool) {
+    let list = item.querySelector(".tools");
+    if (!list) {
+      list = el("ul", "tools");
+      item.insertBefore(list, item.querySelector(".content"));
+    }
+    const text = tool.ok ? "tool ran: " + tool.name : "tool refused: " + tool.name + " (" + tool.reason + ")";
+    list.appendChild(el("li", tool.ok ? "tool ok" : "tool refused", text));
+  }
+
   function showError(text) {
     errorBox.textContent = text;
     errorBox.hidden = false;
@@ -131,6 +142,8 @@
       buffer = takeEvents(buffer, function (name, data) {
         if (name === "token") {
           content.textContent += data.text;
+        } else if (name === "tool") {
+          showTool(reply, data);
         } else if (name === "citations") {
           showCitations(reply, data);
         } else if (name === "done") {
