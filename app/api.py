@@ -144,7 +144,9 @@ class ChatView(APIView):
         try:
             turn = prepare_turn(principal, message)
         except Blocked as exc:
-            chat_refusal_record(principal=principal, reason=exc.reason_code, message=message)
+            chat_refusal_record(
+                principal=principal, reason=exc.reason_code, message=message, blocked=exc
+            )
             if "text/event-stream" in request.headers.get("Accept", ""):
                 return _event_stream(
                     _one_event("blocked", _blocked_json(principal, conversation, exc))
@@ -169,7 +171,9 @@ class ChatView(APIView):
                 if isinstance(event, Answer):
                     answer = event
         except Blocked as exc:  # an output guard withheld the answer
-            chat_refusal_record(principal=principal, reason=exc.reason_code, message=message)
+            chat_refusal_record(
+                principal=principal, reason=exc.reason_code, message=message, blocked=exc
+            )
             return Response(_blocked_json(principal, conversation, exc))
         except ProviderUnavailable:
             chat_refusal_record(principal=principal, reason="no_allowed_provider", message=message)
@@ -218,7 +222,7 @@ async def _stream_turn(
                 yield _sse("done", _final_json(principal, saved, reply.pk, event))
     except Blocked as exc:  # an output guard withheld the rest of the answer
         await sync_to_async(chat_refusal_record)(
-            principal=principal, reason=exc.reason_code, message=turn.message
+            principal=principal, reason=exc.reason_code, message=turn.message, blocked=exc
         )
         yield _sse("blocked", _blocked_json(principal, conversation, exc))
     except ProviderUnavailable as exc:

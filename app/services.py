@@ -21,6 +21,7 @@ from app.models import ApiToken, BreakGlassGrant, Citation, Conversation, Messag
 from app.redis import redis_client
 from audit.models import EventType
 from audit.services import audit_record
+from orchestration.errors import Blocked
 from orchestration.pipeline import Answer, Turn
 from retrieval.models import Document, IngestionJob
 from retrieval.services import document_create, document_replace_content, ingestion_submit
@@ -292,16 +293,26 @@ def chat_turn_record(
     return conversation, reply
 
 
-def chat_refusal_record(*, principal: Principal, reason: str, message: str) -> None:
-    """Audit a turn that a control stopped; no conversation rows are written."""
+def chat_refusal_record(
+    *, principal: Principal, reason: str, message: str, blocked: Blocked | None = None
+) -> None:
+    """Audit a turn that a control stopped, as one event; no conversation rows are written.
+    A `Blocked` from a guard brings its event type, subject and scores: the guard does not
+    audit the block itself."""
+    metadata: dict[str, Any] = {}
+    event_type, subject = EventType.CHAT_BLOCKED, ""
+    if blocked is not None:
+        reason, event_type, subject = blocked.reason_code, blocked.event_type, blocked.subject
+        metadata |= blocked.metadata
     audit_record(
-        event_type=EventType.CHAT_BLOCKED,
+        event_type=event_type,
         actor_id=principal.user_id,
         request_id=principal.request_id,
         token_id=principal.token_id,
+        subject=subject,
         decision="blocked",
         reason=reason,
-        metadata={"prompt_hmac": prompt_hmac(message), "prompt_chars": len(message)},
+        metadata=metadata | {"prompt_hmac": prompt_hmac(message), "prompt_chars": len(message)},
     )
 
 

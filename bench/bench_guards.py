@@ -7,8 +7,16 @@ see build_notes.md for sources and licence) through the input guards exactly as 
 pipeline does — normalisation, then the layered injection detector, then Presidio — and
 reports, per detector and combined: precision, recall, false-positive rate; the share of
 attacks blocked or flagged and of benign questions blocked; and latency p50/p95 per step.
-PII: recall of redaction on a generated set (names, e-mails, phones, SSNs, card numbers,
-IBANs, addresses) measured on the request the redactor hands to a provider.
+Figures are reported twice: on the in-sample corpus (written by the engineer who tuned
+the detectors) and on a held-out split (bench/data/guards/heldout/, no threshold tuned on it).
+
+PII: recall of redaction on generated sets (names, e-mails, phones, SSNs, card numbers,
+IBANs, addresses) measured on what the loopback provider server actually received through
+the OpenAI SDK, per kind; the generator (Faker) shares no templates or name lists with the
+recognisers. Over-redaction: PII spans found in the benign questions and the demo corpus.
+
+Context scan: the labelled chunk set (bench/data/guards/context_chunks.jsonl) and the demo
+corpus's chunks, rules (deployed) and the sentence-level similarity layer (off by default).
 
 Results: bench/results/guards.json and bench/results/guards.md.
 """
@@ -18,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -28,6 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings.dev")
+os.environ["LOOPBACK_PROVIDER_ENABLED"] = "1"  # dev settings; prod refuses it
 
 DATA = ROOT / "bench" / "data" / "guards"
 RESULTS = ROOT / "bench" / "results"
@@ -40,10 +48,10 @@ class Row:
     family: str
 
 
-def load_corpus() -> list[Row]:
+def load_corpus(directory: Path = DATA) -> list[Row]:
     rows = []
     for name in ("attacks.jsonl", "benign.jsonl"):
-        for line in (DATA / name).read_text().splitlines():
+        for line in (directory / name).read_text().splitlines():
             item = json.loads(line)
             rows.append(Row(item["text"], item["label"], item["family"]))
     return rows
@@ -51,9 +59,18 @@ def load_corpus() -> list[Row]:
 
 def check_disjoint(rows: list[Row]) -> None:
     """The corpus must not contain the detector's own reference texts."""
-    from orchestration.injection import ATTACK_LIBRARY, BENIGN_ANCHORS, _lines
+    from orchestration.injection import (
+        ATTACK_LIBRARY,
+        BENIGN_ANCHORS,
+        BENIGN_CONTEXT_ANCHORS,
+        _lines,
+    )
 
-    reference = {t.strip().lower() for t in (*_lines(ATTACK_LIBRARY), *_lines(BENIGN_ANCHORS))}
+    reference = {
+        t.strip().lower()
+        for path in (ATTACK_LIBRARY, BENIGN_ANCHORS, BENIGN_CONTEXT_ANCHORS)
+        for t in _lines(path)
+    }
     overlap = [r.text for r in rows if r.text.strip().lower() in reference]
     if overlap:
         raise SystemExit(f"corpus overlaps the detector's reference data: {overlap[:3]}")
@@ -165,34 +182,56 @@ def run_detection(rows: list[Row]) -> dict[str, Any]:
 AREA_CODES = (212, 206, 303, 312, 415, 512, 617, 646, 702, 919)
 
 
-def generated_pii(n: int, seed: int = 7) -> list[tuple[str, list[tuple[str, str]]]]:
+# The templates the recognisers were developed against ("in-sample"), and templates written
+# afterwards without running them first ("held-out").
+IN_SAMPLE_TEMPLATES = [
+    ("Please forward the contract to {name} at {email}.", ["name", "email"]),
+    ("Call {name} on {phone} about the renewal.", ["name", "phone"]),
+    ("The employee's SSN is {ssn} and the card on file is {card}.", ["ssn", "card"]),
+    ("Refund to IBAN {iban} for {name}, please.", ["iban", "name"]),
+    ("Ship the laptop to {name}, {address}.", ["name", "address"]),
+    ("My email is {email} and my phone number is {phone}.", ["email", "phone"]),
+]
+HELD_OUT_TEMPLATES = [
+    ("Hi, this is {name}; please update my mailing address to {address}.", ["name", "address"]),
+    ("{name} ({email}) reported the outage at 9am.", ["name", "email"]),
+    ("Can you check why the payroll SSN {ssn} for {name} was rejected?", ["ssn", "name"]),
+    ("Payment card {card} expired, contact {name} at {phone}.", ["card", "name", "phone"]),
+    ("Transfer the deposit to {iban}, beneficiary {name}.", ["iban", "name"]),
+    ("our new hire {lname} starts monday, send the badge to {address}", ["lname", "address"]),
+    ("Escalate to {name} - phone {phone}, mail {email}.", ["name", "phone", "email"]),
+    ("Is {name} still the owner of the vendor account?", ["name"]),
+]
+# Names from other Faker locales (Latin script), to see beyond a US Census name list.
+NAME_LOCALES = ("en_IN", "en_NG", "en_KE", "en_PK", "en_GB", "en_IE", "es_MX", "fr_FR", "de_DE")
+
+
+def generated_pii(
+    n: int, seed: int = 7, templates: list[tuple[str, list[str]]] | None = None,
+    locales: tuple[str, ...] = ("en_US",),
+) -> list[tuple[str, list[tuple[str, str]]]]:  # fmt: skip
     """Sentences with known PII values (Faker, fixed seed)."""
     from faker import Faker
 
-    fake = Faker("en_US")
+    fakes = [Faker(locale) for locale in locales]
+    us = Faker("en_US")
     Faker.seed(seed)
     rng = random.Random(seed)
-    templates = [
-        ("Please forward the contract to {name} at {email}.", ["name", "email"]),
-        ("Call {name} on {phone} about the renewal.", ["name", "phone"]),
-        ("The employee's SSN is {ssn} and the card on file is {card}.", ["ssn", "card"]),
-        ("Refund to IBAN {iban} for {name}, please.", ["iban", "name"]),
-        ("Ship the laptop to {name}, {address}.", ["name", "address"]),
-        ("My email is {email} and my phone number is {phone}.", ["email", "phone"]),
-    ]
     out = []
     for _ in range(n):
-        template, fields = rng.choice(templates)
+        template, fields = rng.choice(templates or IN_SAMPLE_TEMPLATES)
+        name = rng.choice(fakes).name()
         values = {
-            "name": fake.name(),
-            "email": fake.email(),
+            "name": name,
+            "lname": name.lower(),
+            "email": us.email(),
             # Real-looking North American numbers (555-01xx are fictional and rejected).
             "phone": f"({rng.choice(AREA_CODES)}) {rng.randint(200, 999)}-"
             f"{rng.randint(0, 9999):04d}",
-            "ssn": fake.ssn(),
-            "card": fake.credit_card_number(card_type="visa16"),
-            "iban": fake.iban(),
-            "address": fake.address().replace("\n", ", "),
+            "ssn": us.ssn(),
+            "card": us.credit_card_number(card_type="visa16"),
+            "iban": us.iban(),
+            "address": us.address().replace("\n", ", "),
         }
         out.append((template.format(**values), [(f, values[f]) for f in fields]))
     return out
@@ -203,7 +242,7 @@ def _leaked(value: str, field: str, sent: str) -> bool:
     the request counts as a leak; for numbers, their digits; for addresses, the street line."""
     if value in sent:
         return True
-    if field == "name":
+    if field in {"name", "lname"}:
         return any(len(part) >= 3 and part in sent for part in value.replace(".", " ").split())
     if field in {"phone", "ssn", "card", "iban"}:
         digits = "".join(ch for ch in value if ch.isalnum())
@@ -213,22 +252,35 @@ def _leaked(value: str, field: str, sent: str) -> bool:
     return False
 
 
-def run_pii(n: int = 200) -> dict[str, Any]:
+def _pii_recall(samples: list[tuple[str, list[tuple[str, str]]]], server: Any) -> dict[str, Any]:
+    """Redact each sample as the broker does, send it with the OpenAI SDK to the loopback
+    provider, and look for the values in what the server received."""
+    from openai import OpenAI
+
     from app.identity import Tier
     from broker.types import CompletionRequest
     from orchestration.pii import presidio_redactor
 
+    client = OpenAI(base_url=server.openai_base_url, api_key="sk-loopback-bench", max_retries=0)
     per_field: dict[str, list[int]] = {}
-    for text, values in generated_pii(n):
+    leaks: list[str] = []
+    for text, values in samples:
         request = CompletionRequest(
             system="", user_message=text, context=(), sensitivity=Tier.CONFIDENTIAL,
             user_hash="bench", request_id="bench",
         )  # fmt: skip
         sent, _ = presidio_redactor(request)
+        server.reset()
+        client.chat.completions.create(
+            model="bench", messages=[{"role": "user", "content": sent.user_message}]
+        )
+        received = server.recorded[-1].body["messages"][-1]["content"]
         for field, value in values:
             counts = per_field.setdefault(field, [0, 0])
             counts[1] += 1
-            counts[0] += _leaked(value, field, sent.user_message)
+            if _leaked(value, field, received):
+                counts[0] += 1
+                leaks.append(f"{field}: {received}")
     total = sum(n for _, n in per_field.values())
     leaked = sum(k for k, _ in per_field.values())
     return {
@@ -236,13 +288,96 @@ def run_pii(n: int = 200) -> dict[str, Any]:
         "leaked": leaked,
         "recall": (total - leaked) / total,
         "per_field_recall": {f: round((n - k) / n, 3) for f, (k, n) in sorted(per_field.items())},
+        "leaks": leaks[:15],
     }
 
 
-def markdown(result: dict[str, Any]) -> str:
-    det = result["detection"]
+def over_redaction(texts: list[str]) -> dict[str, Any]:
+    """PII the analyser finds in text that holds none we know of (benign questions; the
+    demo corpus's chunks hold fictional staff names, which are real finds)."""
+    from orchestration.pii import find_pii
+
+    hits: list[str] = []
+    for text in texts:
+        for span in find_pii(text):
+            hits.append(f"{span.entity}: {text[span.start : span.end]}")
+    return {"texts": len(texts), "spans": len(hits), "found": hits}
+
+
+def run_pii(benign: list[str], n: int = 300) -> dict[str, Any]:
+    from broker.loopback import LoopbackServer
+
+    with LoopbackServer() as server:
+        return {
+            "in_sample": _pii_recall(generated_pii(n), server),
+            "held_out_templates": _pii_recall(
+                generated_pii(n, seed=11, templates=HELD_OUT_TEMPLATES), server
+            ),
+            "other_locale_names": _pii_recall(
+                generated_pii(
+                    n,
+                    seed=13,
+                    templates=IN_SAMPLE_TEMPLATES[:2] + HELD_OUT_TEMPLATES[-1:],
+                    locales=NAME_LOCALES,
+                ),
+                server,
+            ),  # fmt: skip
+            "over_redaction_benign": over_redaction(benign),
+        }
+
+
+def run_context() -> dict[str, Any]:
+    """The context scan on labelled passages and on the demo corpus's chunks: the deployed
+    rules, and the sentence-level similarity layer at a sweep of flag thresholds."""
+    from orchestration.injection import Thresholds, rule_score, similarity_score
+    from orchestration.normalize import inspection_views, normalize
+    from retrieval.services import split_text
+
+    thresholds = Thresholds.from_settings("GUARD_CONTEXT_THRESHOLDS")
+    rows = [json.loads(line) for line in (DATA / "context_chunks.jsonl").read_text().splitlines()]
+    demo = [
+        piece
+        for path in sorted((ROOT / "app" / "demo" / "corpus").glob("*.md"))
+        for piece in split_text(path.read_text())
+    ]
+
+    def scores(text: str) -> tuple[float, float]:
+        views = inspection_views(text, normalize(text).text)
+        sim = similarity_score(list(views.semantic[:4]), anchors=thresholds.similarity_anchors)
+        return rule_score(list(views.all))[0], sim
+
+    attack = [scores(r["text"]) for r in rows if r["label"] == "attack"]
+    benign = [scores(r["text"]) for r in rows if r["label"] == "benign"]
+    corpus = [scores(t) for t in demo]
+    flag_rules = thresholds.rules[0]
+
+    def share(items: list[tuple[float, float]], at: float | None) -> float:
+        hit = [r >= flag_rules or (at is not None and s >= at) for r, s in items]
+        return round(sum(hit) / len(items), 3)
+
+    sweep = {
+        str(at): {
+            "attacks_dropped": share(attack, at),
+            "benign_dropped": share(benign, at),
+            "demo_chunks_dropped": share(corpus, at),
+        }
+        for at in (0.6, 0.7, 0.8, 0.9)
+    }
+    return {
+        "chunks": {"attack": len(attack), "benign": len(benign), "demo": len(corpus)},
+        "similarity_enabled": thresholds.use_similarity,
+        "rules_only": {
+            "attacks_dropped": share(attack, None),
+            "benign_dropped": share(benign, None),
+            "demo_chunks_dropped": share(corpus, None),
+        },
+        "with_similarity_flag_at": sweep,
+    }
+
+
+def _detection_md(title: str, det: dict[str, Any]) -> list[str]:
     lines = [
-        f"Corpus: {det['corpus']['attacks']} attacks, {det['corpus']['benign']} benign.",
+        f"### {title}: {det['corpus']['attacks']} attacks, {det['corpus']['benign']} benign",
         "",
         "| detector | precision | recall | false-positive rate |",
         "|---|---|---|---|",
@@ -255,18 +390,54 @@ def markdown(result: dict[str, Any]) -> str:
         f"(blocked {det['attacks_blocked']:.1%})",
         f"- benign questions blocked: **{det['benign_blocked']:.1%}** "
         f"(flagged {det['benign_flagged']:.1%})",
-        f"- PII redaction recall before a provider: **{result['pii']['recall']:.1%}** "
-        f"({result['pii']['values'] - result['pii']['leaked']}/{result['pii']['values']} values; "
-        f"per field {result['pii']['per_field_recall']})",
+        "- per family (detected/total): "
+        + ", ".join(f"{k} {v}" for k, v in det["families"].items()),
         "",
         "| step | p50 ms | p95 ms |",
         "|---|---|---|",
     ]
     for step, v in det["latency_ms"].items():
         lines.append(f"| {step} | {v['p50']} | {v['p95']} |")
-    lines += ["", "Per family (detected/total): " + ", ".join(
-        f"{k} {v}" for k, v in det["families"].items()
-    )]  # fmt: skip
+    return [*lines, ""]
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = _detection_md("In-sample corpus", result["detection"])
+    lines += _detection_md("Held-out split", result["held_out"])
+    lines += [
+        "### PII redaction before an external provider (what the loopback server received)",
+        "",
+        "| set | values | recall | per kind |",
+        "|---|---|---|---|",
+    ]
+    pii = result["pii"]
+    for name in ("in_sample", "held_out_templates", "other_locale_names"):
+        r = pii[name]
+        kinds = ", ".join(f"{k} {v:.1%}" for k, v in r["per_field_recall"].items())
+        lines.append(f"| {name} | {r['values']} | **{r['recall']:.1%}** | {kinds} |")
+    over = pii["over_redaction_benign"]
+    lines += [
+        "",
+        f"Over-redaction: {over['spans']} PII spans found in {over['texts']} benign questions "
+        f"(in-sample + held-out): {over['found']}",
+        "",
+    ]
+    ctx = result["context"]
+    lines += [
+        f"### Context scan: {ctx['chunks']['attack']} passages with a planted instruction, "
+        f"{ctx['chunks']['benign']} benign passages, {ctx['chunks']['demo']} demo-corpus chunks "
+        f"(similarity layer enabled: {ctx['similarity_enabled']})",
+        "",
+        "| configuration | attacks dropped | benign dropped | demo chunks dropped |",
+        "|---|---|---|---|",
+    ]
+    rows = [("rules only (deployed)", ctx["rules_only"])]
+    rows += [(f"rules + similarity >= {k}", v) for k, v in ctx["with_similarity_flag_at"].items()]
+    for name, v in rows:
+        lines.append(
+            f"| {name} | {v['attacks_dropped']:.1%} | {v['benign_dropped']:.1%} | "
+            f"{v['demo_chunks_dropped']:.1%} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -275,17 +446,27 @@ def main() -> None:
 
     django.setup()
     rows = load_corpus()
-    check_disjoint(rows)
-    result = {"detection": run_detection(rows), "pii": run_pii()}
+    held_out = load_corpus(DATA / "heldout")
+    check_disjoint(rows + held_out)
+    benign = [r.text for r in rows + held_out if r.label == "benign"]
+    result = {
+        "detection": run_detection(rows),
+        "held_out": run_detection(held_out),
+        "pii": run_pii(benign),
+        "context": run_context(),
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "guards.json").write_text(json.dumps(result, indent=2))
     (RESULTS / "guards.md").write_text(markdown(result))
     print(markdown(result))
-    if result["detection"]["missed"]:
-        print("missed:", json.dumps(result["detection"]["missed"], indent=1))
-    if result["detection"]["false_blocks"]:
-        print("benign blocked:", result["detection"]["false_blocks"])
-    _ = statistics
+    for name in ("detection", "held_out"):
+        if result[name]["missed"]:
+            print(f"{name} missed:", json.dumps(result[name]["missed"], indent=1))
+        if result[name]["false_blocks"]:
+            print(f"{name} benign blocked:", result[name]["false_blocks"])
+    for name in ("in_sample", "held_out_templates", "other_locale_names"):
+        if result["pii"][name]["leaks"]:
+            print(f"pii {name} leaks:", json.dumps(result["pii"][name]["leaks"], indent=1))
 
 
 if __name__ == "__main__":

@@ -237,6 +237,9 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
 BENIGN_ANCHORS = Path(__file__).parent / "data" / "benign_anchors.txt"
+# Document prose (policies, runbooks, HR text) for the context scan: a retrieved passage is
+# compared with these, not with user questions, which it does not resemble.
+BENIGN_CONTEXT_ANCHORS = Path(__file__).parent / "data" / "benign_context_anchors.txt"
 
 
 def _lines(path: Path) -> list[str]:
@@ -247,15 +250,16 @@ def _lines(path: Path) -> list[str]:
     ]
 
 
-@lru_cache(maxsize=1)
-def reference_embeddings() -> tuple[np.ndarray, np.ndarray]:
-    """Unit embeddings of the known-attack library and of the benign anchors, computed
-    once per process."""
+@lru_cache(maxsize=2)
+def reference_embeddings(anchors: str = "input") -> tuple[np.ndarray, np.ndarray]:
+    """Unit embeddings of the known-attack library and of one set of benign anchors
+    ("input": questions; "context": document prose), computed once per process."""
     from broker.embeddings import embed_texts
 
+    benign_file = BENIGN_CONTEXT_ANCHORS if anchors == "context" else BENIGN_ANCHORS
     with _lock:
         attacks = np.asarray(embed_texts(_lines(ATTACK_LIBRARY)), dtype=np.float32)
-        benign = np.asarray(embed_texts(_lines(BENIGN_ANCHORS)), dtype=np.float32)
+        benign = np.asarray(embed_texts(_lines(benign_file)), dtype=np.float32)
     return attacks, benign
 
 
@@ -278,16 +282,37 @@ def segments(text: str, *, max_words: int = 48, max_segments: int = 12) -> list[
     return out[:max_segments]
 
 
-def similarity_score(texts: list[str]) -> float:
+def sentences(text: str, *, max_sentences: int = 24) -> list[str]:
+    """The text's sentences (short fragments joined to the next), at most `max_sentences`."""
+    out: list[str] = []
+    carry = ""
+    for sentence in _SENTENCE.split(text):
+        sentence = (carry + " " + sentence).strip() if carry else sentence.strip()
+        if len(sentence.split()) < 4:
+            carry = sentence
+            continue
+        carry = ""
+        out.append(sentence)
+    if carry:
+        out.append(carry)
+    return out[:max_sentences]
+
+
+def similarity_score(texts: list[str], *, anchors: str = "input") -> float:
     """How much closer a segment of `texts` is to a known attack than to a benign anchor,
     mapped to [0, 1] (0.5 = equally close). Raw similarity alone flags every question that
     talks about security; the margin over the benign anchors does not."""
     from broker.embeddings import embed_texts
 
-    pieces = [s for t in texts for s in segments(t)]
+    if anchors == "context":
+        # An instruction planted in a document is a sentence or two among ordinary prose:
+        # score each sentence, or the passage's own prose dilutes it.
+        pieces = [p for t in texts for p in sentences(t)]
+    else:
+        pieces = [s for t in texts for s in segments(t)]
     if not pieces:
         return 0.0
-    attacks, benign = reference_embeddings()
+    attacks, benign = reference_embeddings(anchors)
     vectors = np.asarray(embed_texts(pieces), dtype=np.float32)
     to_attack = (vectors @ attacks.T).max(axis=1)
     to_benign = (vectors @ benign.T).max(axis=1)
@@ -364,6 +389,7 @@ class Thresholds:
     similarity: tuple[float, float]
     classifier: tuple[float, float]
     use_similarity: bool = True
+    similarity_anchors: str = "input"  # benign anchor set: "input" or "context"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -374,6 +400,7 @@ class Thresholds:
             similarity=tuple(values["similarity"]),  # type: ignore[arg-type]
             classifier=tuple(values["classifier"]),  # type: ignore[arg-type]
             use_similarity=bool(values.get("use_similarity", True)),
+            similarity_anchors=str(values.get("similarity_anchors", "input")),
         )
 
 
@@ -406,7 +433,9 @@ def scan(text: str, thresholds: Thresholds, *, views: Views | None = None) -> Ve
     action, decided_by = decide(scores, thresholds)
     # Similarity and the classifier only run when the cheap rules have not already blocked.
     if action < Action.BLOCK and thresholds.use_similarity:
-        scores["similarity"] = similarity_score(list(views.semantic[:4]))
+        scores["similarity"] = similarity_score(
+            list(views.semantic[:4]), anchors=thresholds.similarity_anchors
+        )
         action, decided_by = decide(scores, thresholds)
     if action < Action.BLOCK:
         clf = classifier_score(views.semantic[0])

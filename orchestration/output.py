@@ -1,7 +1,9 @@
 """Output validation, applied to the answer as it streams.
 
 The model's output is untrusted. Plain words (lower-case letters, or a common word
-starting a sentence) stream at once: they cannot carry any of the things below. From the
+starting a sentence) stream at once: they cannot carry any of the things below. A
+lower-case first name (one that is not also an ordinary word) is not plain: it may begin
+a lower-case person's name. From the
 first word that could (a capitalised word, digits, symbols, brackets, URLs), text is held
 until the end of its sentence or line and released only after that segment is checked:
 
@@ -24,6 +26,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from orchestration.names import may_start_lower_case_name
 from orchestration.pii import find_pii
 
 SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
@@ -134,7 +137,9 @@ class OutputGuard:
         letters only, or a common sentence starter at the start of a sentence."""
         core = word.rstrip(",;:.!?")
         if _PLAIN_WORD.fullmatch(core):
-            return True
+            # A lower-case first name ("john smith") or "name" ("my name is kofi annan") may
+            # begin a person's name: hold it for the PII check like a capitalised word.
+            return core != "name" and not may_start_lower_case_name(core)
         return self._at_start and core.istitle() and core.lower() in _SENTENCE_STARTERS
 
     def _release_plain_words(self) -> str:

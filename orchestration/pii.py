@@ -13,7 +13,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
@@ -44,47 +44,6 @@ _NON_PII_LABELS = [
 ]  # fmt: skip
 
 
-_STREET_TYPES = (
-    "Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|"
-    "Terrace|Circle|Cir|Parkway|Pkwy|Highway|Hwy|Square|Sq|Trail|Trl|Alley|Glen|Grove|"
-    "Heights|Hills?|Crossing|Estates?|Gardens?|Green|Isle|Junction|Mall|Manor|Meadows?|Mews|"
-    "Mills?|Park|Pass|Path|Pike|Point|Ridge|Row|Run|Shores?|Springs?|Station|Summit|Valley|"
-    "Views?|Village|Ville|Walk|Wells?|Ways|Loop|Plaza|Port|Ports|Rest|Route|Spur|Stravenue|"
-    "Fort|Forge|Ford|Falls|Ferry|Field|Fields|Flat|Flats|Creek|Crescent|Cove|Course|Corner|"
-    "Common|Club|Cliff|Center|Causeway|Canyon|Burg|Brook|Branch|Bridge|Bluff|Bend|Bypass|"
-    "Camp|Cape|Curve|Dale|Dam|Divide|Expressway|Extension|Freeway|Gateway|Harbor|Haven|"
-    "Hollow|Inlet|Island|Key|Knoll|Lake|Landing|Light|Lock|Lodge|Mission|Motorway|Mount|"
-    "Mountain|Neck|Orchard|Oval|Overpass|Pine|Pines|Plain|Plains|Prairie|Radial|Ramp|Ranch|"
-    "Rapid|Shoal|Skyway|Throughway|Trace|Track|Trafficway|Tunnel|Turnpike|Underpass|Union|"
-    "Vista|Via|Viaduct"
-)
-
-
-def street_address_recognizer() -> Any:
-    """Presidio has no street-address recogniser; this one finds "<number> <name> <type>"
-    (with an optional apartment/suite) and US military addresses."""
-    from presidio_analyzer import Pattern, PatternRecognizer
-
-    return PatternRecognizer(
-        supported_entity="STREET_ADDRESS",
-        name="StreetAddressRecognizer",
-        patterns=[
-            Pattern(
-                "street",
-                rf"\b\d{{1,6}}\s+(?:[A-Z][a-z]+\s+){{1,3}}(?:{_STREET_TYPES})\b\.?"
-                r"(?:,?\s+(?:Apt\.|Suite|Unit|#)\s*\w+)?",
-                0.6,
-            ),
-            Pattern(
-                "military",
-                r"\b(?:PSC|Unit|USNS|USNV|USS|USCGC)\s+[\w ]{1,20},\s+"
-                r"(?:Box\s+\d+,\s+)?[AF]PO\s+A[AEP]\s+\d{5}\b",
-                0.6,
-            ),
-        ],
-    )
-
-
 def analyzer() -> AnalyzerEngine:
     """The process's Presidio analyzer (built on first use)."""
     global _engine
@@ -97,6 +56,11 @@ def analyzer() -> AnalyzerEngine:
             from presidio_analyzer import AnalyzerEngine
             from presidio_analyzer.nlp_engine import NlpEngineProvider
 
+            from orchestration.pii_recognizers import (
+                NameGazetteerRecognizer,
+                street_address_recognizer,
+            )
+
             nlp = NlpEngineProvider(
                 nlp_configuration={
                     "nlp_engine_name": "spacy",
@@ -107,6 +71,7 @@ def analyzer() -> AnalyzerEngine:
             ).create_engine()
             _engine = AnalyzerEngine(nlp_engine=nlp, supported_languages=["en"])
             _engine.registry.add_recognizer(street_address_recognizer())
+            _engine.registry.add_recognizer(NameGazetteerRecognizer())
         return _engine
 
 
@@ -119,7 +84,8 @@ class PiiSpan:
 
 
 def find_pii(text: str) -> list[PiiSpan]:
-    """PII spans in `text`, overlapping detections resolved to the longest/highest."""
+    """PII spans in `text`; overlapping detections merge into one span (the entity of the
+    earliest, longest one), so a partial match never leaves the rest of a value behind."""
     if not text.strip():
         return []
     results = analyzer().analyze(
@@ -128,14 +94,17 @@ def find_pii(text: str) -> list[PiiSpan]:
         entities=list(settings.PII_ENTITIES),
         score_threshold=settings.PII_MIN_SCORE,
     )
-    spans = sorted(
-        (PiiSpan(r.entity_type, r.start, r.end, r.score) for r in results),
-        key=lambda s: (s.start, -(s.end - s.start), -s.score),
-    )
+    return merge_spans([PiiSpan(r.entity_type, r.start, r.end, r.score) for r in results])
+
+
+def merge_spans(spans: list[PiiSpan]) -> list[PiiSpan]:
+    """Overlapping spans become one (the entity of the earliest, longest), covering both."""
     kept: list[PiiSpan] = []
-    for span in spans:
+    for span in sorted(spans, key=lambda s: (s.start, -(s.end - s.start), -s.score)):
         if kept and span.start < kept[-1].end:
-            continue  # overlaps a longer/earlier span
+            if span.end > kept[-1].end:
+                kept[-1] = replace(kept[-1], end=span.end)
+            continue
         kept.append(span)
     return kept
 

@@ -4,8 +4,9 @@
 `InputRejected` / `Blocked`. Every allow/deny goes through `orchestration.policy`.
 `answer_stream` runs steps 8–9 and yields the answer as it streams, released only after
 output validation; the app records the turn and its audit event (step 10) in one
-transaction. Guard decisions (blocks, flags, dropped context, redactions) are audited by
-the step that makes them, with scores and reason codes, never text.
+transaction. Guard decisions (flags, dropped context, redactions) are audited by the step
+that makes them, with scores and reason codes, never text; a block raises `Blocked`
+carrying those scores, and the edge records the refusal as one event.
 """
 
 from __future__ import annotations
@@ -115,19 +116,21 @@ def guard_input(turn: Turn) -> Turn:
         turn.message, Thresholds.from_settings("GUARD_INPUT_THRESHOLDS"), views=turn.views
     )
     decision = policy.input_decision(verdict)
-    if not decision.allowed or decision.flagged:
+    if decision.flagged and decision.allowed:
         guard_event_record(
             principal=principal,
-            event_type=EventType.CHAT_FLAGGED if decision.allowed else EventType.CHAT_BLOCKED,
+            event_type=EventType.CHAT_FLAGGED,
             decision=verdict.action.label,
             reason=decision.reason.value,
             subject="guard:input",
             metadata=verdict.audit_metadata(),
         )
+    if not decision.allowed or decision.flagged:
         anomaly.anomaly_signal(
             principal=principal, kind="flagged" if decision.allowed else "blocked"
         )
-    decision.enforce()
+    # A block is audited once, by the edge that handles the refusal, with these scores.
+    decision.enforce(subject="guard:input", metadata=verdict.audit_metadata())
     anomaly.anomaly_signal(principal=principal, kind="turn")
     return replace(turn, input_verdict=verdict)
 
@@ -330,16 +333,12 @@ def _guarded_events(
                 if released:
                     yield TokenDelta(released)
     except CanaryLeak:
-        guard_event_record(
-            principal=turn.principal,
+        anomaly.anomaly_signal(principal=turn.principal, kind="blocked")
+        policy.Decision(False, policy.Reason.OUTPUT_CANARY).enforce(
             event_type=EventType.OUTPUT_BLOCKED,
-            decision="blocked",
-            reason=policy.Reason.OUTPUT_CANARY.value,
             subject="guard:output",
             metadata={"template": turn.template},
         )
-        anomaly.anomaly_signal(principal=turn.principal, kind="blocked")
-        policy.Decision(False, policy.Reason.OUTPUT_CANARY).enforce()
 
 
 def _answer_tier(turn: Turn, added: list[ContextChunk]) -> Tier:
@@ -347,24 +346,27 @@ def _answer_tier(turn: Turn, added: list[ContextChunk]) -> Tier:
 
 
 def _moderation_enforce(turn: Turn, verdict: ModerationVerdict) -> None:
-    """Withhold a flagged answer (audited with its categories, never its text); an
-    endpoint outage that did not block is audited as degraded."""
+    """Withhold a flagged answer: `Blocked` carries what its one audit event records (the
+    categories, never the text), written where the refusal is handled. An endpoint outage
+    that did not block is audited here as degraded."""
     decision = policy.moderation_decision(verdict)
-    if decision.allowed and not verdict.degraded:
-        return
-    guard_event_record(
-        principal=turn.principal,
-        event_type=EventType.OUTPUT_BLOCKED if not decision.allowed else EventType.CHAT_FLAGGED,
-        decision="blocked" if not decision.allowed else "degraded",
-        reason=decision.reason.value if not decision.allowed else "moderation_unavailable",
-        subject="guard:moderation",
-        metadata={
-            "backend": verdict.backend,
-            "categories": list(verdict.categories),
-            "degraded": verdict.degraded,
-        },
+    metadata = {
+        "backend": verdict.backend,
+        "categories": list(verdict.categories),
+        "degraded": verdict.degraded,
+    }
+    if decision.allowed and verdict.degraded:
+        guard_event_record(
+            principal=turn.principal,
+            event_type=EventType.CHAT_FLAGGED,
+            decision="degraded",
+            reason="moderation_unavailable",
+            subject="guard:moderation",
+            metadata=metadata,
+        )
+    decision.enforce(
+        event_type=EventType.OUTPUT_BLOCKED, subject="guard:moderation", metadata=metadata
     )
-    decision.enforce()
 
 
 def output_guard(turn: Turn) -> OutputGuard:

@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 
 from app.identity import Principal, Tier
+from audit.models import EventType
 from orchestration.errors import Blocked
 from orchestration.injection import Action, Verdict
 from orchestration.moderation import ModerationVerdict
@@ -59,12 +60,22 @@ class Decision:
     reason: Reason
     flagged: bool = False
 
-    def enforce(self) -> Decision:
-        """Raise `Blocked` with the user-safe message when denied; return self otherwise."""
+    def enforce(
+        self,
+        *,
+        event_type: EventType = EventType.CHAT_BLOCKED,
+        subject: str = "",
+        metadata: dict[str, Any] | None = None,
+    ) -> Decision:
+        """Raise `Blocked` with the user-safe message when denied (carrying what its one
+        audit event records); return self otherwise."""
         if not self.allowed:
             raise Blocked(
                 self.reason.value,
                 USER_MESSAGES.get(self.reason, "This request can't be processed."),
+                event_type=event_type,
+                subject=subject,
+                metadata=metadata,
             )
         return self
 

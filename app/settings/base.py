@@ -298,13 +298,17 @@ GUARD_INPUT_THRESHOLDS = {
     "classifier": [0.5, 0.9],
 }
 # Retrieved chunks: a chunk at or above "flag" is dropped and its document flagged. The
-# similarity detector is calibrated on questions, not document prose (it flags ordinary
-# policy text), so context relies on the rules and, where configured, the classifier.
+# similarity layer can score each sentence of a passage against document-prose anchors
+# ("similarity_anchors": "context"), but on the labelled chunk set it does not separate
+# planted instructions from policy text at a usable false-positive rate (see
+# docs/BENCHMARKS.md, context scan), so it stays off: context relies on the rules and, where
+# configured, the classifier.
 GUARD_CONTEXT_THRESHOLDS = {
     "rules": [0.6, 0.6],
     "similarity": [0.9, 0.9],
     "classifier": [0.5, 0.5],
-    "use_similarity": False,
+    "use_similarity": env_bool("GUARD_CONTEXT_SIMILARITY", False),
+    "similarity_anchors": "context",
 }
 # Optional guard model behind an OpenAI-compatible API (off when the URL is empty).
 GUARD_CLASSIFIER_URL = os.environ.get("GUARD_CLASSIFIER_URL", "")

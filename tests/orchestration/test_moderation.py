@@ -157,9 +157,10 @@ def test_a_harmful_streamed_answer_is_withheld_audited_and_cut_at_its_sentence(
     assert blocked.value.reason_code == "output_moderation"
     # The stream stopped at the sentence that tripped the rule: nothing after it went out.
     assert "steel pipe" not in "".join(released)
-    audited = AuditEvent.objects.get(event_type="output.blocked", reason="output_moderation")
-    assert audited.metadata["categories"] == ["weapons_explosives_synthesis"]
-    assert "pipe bomb" not in str(audited.metadata)
+    # What the one audit event will record (written where the refusal is handled).
+    assert blocked.value.event_type == "output.blocked"
+    assert blocked.value.metadata["categories"] == ["weapons_explosives_synthesis"]
+    assert "pipe bomb" not in str(blocked.value.metadata)
 
 
 def test_without_the_moderation_step_the_same_answer_goes_out(
@@ -185,8 +186,7 @@ def test_the_endpoint_verdict_withholds_the_answer_at_the_end_of_the_stream(
     assert blocked.value.reason_code == "output_moderation"
     (checked,) = [r for r in loopback.recorded if r.path == "/v1/moderations"]
     assert checked.body["input"] == reply
-    event = AuditEvent.objects.get(event_type="output.blocked")
-    assert event.metadata == {
+    assert blocked.value.metadata == {
         "backend": "openai_moderation",
         "categories": ["harassment"],
         "degraded": False,
@@ -220,4 +220,8 @@ def test_the_chat_api_returns_a_blocked_reply_for_a_moderated_answer(
     assert body["blocked"] is True
     assert body["reason"] == "output_moderation"
     assert "kill" not in body["answer"]
-    assert AuditEvent.objects.filter(event_type="chat.blocked", reason="output_moderation").exists()
+    # One audit event for the refusal, with the categories and never the text.
+    (event,) = AuditEvent.objects.filter(reason="output_moderation")
+    assert (event.event_type, event.subject) == ("output.blocked", "guard:moderation")
+    assert event.metadata["categories"] == ["violent_threats"]
+    assert "kill" not in str(event.metadata)

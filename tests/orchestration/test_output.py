@@ -143,9 +143,10 @@ def test_answer_stream_blocks_an_answer_that_echoes_the_canary(principal_of):
     released_text = "".join(released)
     assert blocked.value.reason_code == "output_canary_leak"
     assert canary not in released_text
-    assert AuditEvent.objects.filter(
-        event_type="output.blocked", reason="output_canary_leak"
-    ).exists()
+    # Audited once, by the edge (chat_refusal_record), as an output block.
+    assert blocked.value.event_type == "output.blocked"
+    assert blocked.value.subject == "guard:output"
+    assert not AuditEvent.objects.filter(event_type="output.blocked").exists()
 
 
 @pytest.mark.django_db
@@ -188,3 +189,56 @@ def test_plain_words_stream_at_once_and_checkable_text_is_held_until_checked():
     assert "Gonzalez" not in released
     assert "[redacted person]" in released
     assert guard.feed("thanks ") == "thanks "
+
+
+def test_lower_case_person_name_is_held_on_the_fast_path_and_redacted():
+    """The fast path streams lower-case words at once; a lower-case first name may begin a
+    person's name ("john smith"), so it is held and checked like a capitalised word."""
+    guard = _guard(permitted="")
+    assert guard.feed("please ask ") == "please ask "
+    assert guard.feed("john ") == ""  # held: could begin a name
+    released = guard.feed("smith about it. ")
+    assert "john" not in released
+    assert "smith" not in released
+    assert "[redacted person]" in released
+    assert guard.redactions == {"PERSON": 1}
+
+
+@pytest.mark.parametrize("text", ["my name is kofi annan.", "talk to john smith today.\n"])
+def test_lower_case_names_never_reach_the_stream_unredacted(text):
+    out = _run(_guard(permitted=""), text, step=3)
+    for word in ("kofi", "annan", "john", "smith"):
+        assert word not in out
+
+
+def test_lower_case_name_the_user_gave_may_be_echoed():
+    out = _run(_guard(permitted="is john smith in finance?"), "yes, john smith is in finance.")
+    assert "john smith" in out
+
+
+def test_ordinary_lower_case_words_that_are_also_names_still_stream_at_once():
+    guard = _guard(permitted="")
+    words = "we will grant you hope and joy at dawn "
+    assert guard.feed(words) == words
+
+
+@pytest.mark.django_db
+def test_an_output_block_is_recorded_as_one_output_event(principal_of):
+    from app.services import chat_refusal_record
+    from audit.models import EventType
+    from orchestration import policy
+
+    principal = principal_of("alice")
+    with pytest.raises(Blocked) as blocked:
+        policy.Decision(False, policy.Reason.OUTPUT_CANARY).enforce(
+            event_type=EventType.OUTPUT_BLOCKED,
+            subject="guard:output",
+            metadata={"template": "answer@3"},
+        )
+    chat_refusal_record(principal=principal, reason="ignored", message="q", blocked=blocked.value)
+    rows = list(AuditEvent.objects.filter(request_id=principal.request_id))
+    assert len(rows) == 1
+    assert (rows[0].event_type, rows[0].subject, rows[0].reason) == (
+        "output.blocked", "guard:output", "output_canary_leak",
+    )  # fmt: skip
+    assert rows[0].metadata["template"] == "answer@3"

@@ -1,0 +1,53 @@
+"""Public-domain name lists (1990 US Census first names and surnames, see
+data/names/README.md), shared by the PII name recogniser and the output guard's
+streaming fast path. Plain Python, no Presidio: cheap to import."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+NAMES = Path(__file__).parent / "data" / "names"
+
+
+def _read(name: str) -> frozenset[str]:
+    lines = (NAMES / name).read_text().splitlines()
+    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+@dataclass(frozen=True)
+class NameLists:
+    first: frozenset[str]
+    last: frozenset[str]
+    ambiguous_first: frozenset[str]
+    ambiguous_last: frozenset[str]
+    stop: frozenset[str]
+
+
+@lru_cache(maxsize=1)
+def name_lists() -> NameLists:
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    return NameLists(
+        first=_read("first_names.txt"),
+        last=_read("surnames.txt"),
+        ambiguous_first=_read("ambiguous_first_names.txt"),
+        ambiguous_last=_read("ambiguous_surnames.txt"),
+        stop=frozenset(w.lower() for w in STOP_WORDS),
+    )
+
+
+def bare(token: str) -> str:
+    """Lower-case, without a trailing dot or accents ("Noemí" → "noemi")."""
+    folded = unicodedata.normalize("NFKD", token.rstrip(".").lower())
+    return "".join(ch for ch in folded if not unicodedata.combining(ch))
+
+
+def may_start_lower_case_name(word: str) -> bool:
+    """Whether a lower-case word could begin a person's name the PII recogniser finds in
+    lower case ("john" in "john smith"): a first name that is not also an ordinary word."""
+    low = bare(word)
+    lists = name_lists()
+    return low in lists.first and low not in lists.ambiguous_first and low not in lists.stop

@@ -1,0 +1,305 @@
+"""Presidio recognisers the project adds to the stock ones: street addresses and person
+names that spaCy's small model misses.
+
+spaCy's NER finds most "Firstname Lastname" pairs in well-formed sentences but misses
+many (short imperative sentences, lower-case names, a name followed by a title). The
+name recogniser here looks names up in public-domain lists (1990 US Census first names
+and surnames, see data/names/README.md) and uses the words around them: honorifics
+("Mr.", "Dr."), greetings ("Dear …,"), and "my name is …". Lower-case pairs count only
+when the first name is not also an ordinary English word ("mark", "will" …), so "will
+price" is not a person but "john smith" is.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
+
+from orchestration.names import NameLists, name_lists
+from orchestration.names import bare as _bare
+
+# -- street addresses ----------------------------------------------------------------------
+# USPS Publication 28, appendix C1 (street suffixes), long forms and standard abbreviations;
+# each also in the plural ("Lakes", "Shoals", "Harbors").
+_STREET_TYPES = (
+    "Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|"
+    "Terrace|Ter|Circle|Cir|Parkway|Pkwy|Highway|Hwy|Square|Sq|Trail|Trl|Alley|Aly|Glen|"
+    "Grove|Heights|Hts|Hill|Crossing|Xing|Estate|Garden|Green|Isle|Junction|Jct|Mall|Manor|"
+    "Meadow|Mews|Mill|Park|Pass|Passage|Path|Pike|Point|Pt|Ridge|Row|Run|Shore|Spring|"
+    "Station|Sta|Summit|Valley|Vly|View|Village|Vlg|Ville|Walk|Well|Loop|Plaza|Plz|Port|Rest|"
+    "Route|Rte|Spur|Stravenue|Fort|Forge|Ford|Fall|Ferry|Field|Flat|Creek|Crk|Crescent|Cres|"
+    "Cove|Course|Corner|Common|Club|Cliff|Center|Ctr|Causeway|Canyon|Burg|Brook|Branch|"
+    "Bridge|Bluff|Bend|Bypass|Camp|Cape|Curve|Dale|Dam|Divide|Expressway|Expy|Extension|Ext|"
+    "Freeway|Fwy|Gateway|Harbor|Harbour|Haven|Hollow|Inlet|Island|Key|Knoll|Lake|Landing|"
+    "Light|Lock|Lodge|Mission|Motorway|Mount|Mountain|Mtn|Neck|Orchard|Oval|Overpass|Pine|"
+    "Plain|Prairie|Radial|Ramp|Ranch|Rapid|River|Shoal|Skyway|Stream|Throughway|Trace|Track|"
+    "Trafficway|Tunnel|Turnpike|Underpass|Union|Vista|Via|Viaduct|Close|Gardens|Crest|Annex|"
+    "Arcade|Bayou|Beach|Bottom|Crossroad|Forest|Fork|Land|Loaf|Rue|Trailer|Wall"
+)
+_DIRECTION = r"(?:(?:N|S|E|W|NE|NW|SE|SW|North|South|East|West)\.?\s+)?"
+_STREET_NAME = r"(?:(?:[A-Z][a-z]+|[A-Z]|\d{1,3}(?:st|nd|rd|th))\s+){1,3}"
+_UNIT = r"(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Floor|Fl\.?|Room|Rm\.?|#)\s*[\w-]+)?"
+_US_STATES = (
+    "AL|AK|AZ|AR|CA|CO|CT|DE|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|"
+    "NJ|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|DC|AS|GU|MP|PR|VI|UM|"
+    "AA|AE|AP"
+)
+# ", Springfield, IL 62704" after a street line (city, state, ZIP).
+_CITY_STATE = rf"(?:[A-Z][a-z]+\s?){{1,3}},\s*(?:{_US_STATES})\s+\d{{5}}(?:-\d{{4}})?"
+_CITY_STATE_ZIP = rf"(?:,?\s+{_CITY_STATE})?"
+
+
+def street_address_recognizer() -> PatternRecognizer:
+    """Presidio has no street-address recogniser: "<number> <name> <type>" (with an
+    optional unit and city/state/ZIP), PO boxes, US military/diplomatic addresses, and a
+    bare "City, ST 12345"."""
+    return PatternRecognizer(
+        supported_entity="STREET_ADDRESS",
+        name="StreetAddressRecognizer",
+        # Case matters here: "2 June 2026 adds the route" is not an address.
+        global_regex_flags=re.MULTILINE | re.DOTALL,
+        patterns=[
+            Pattern(
+                "street",
+                rf"\b\d{{1,6}}[A-Z]?\s+{_DIRECTION}{_STREET_NAME}(?:{_STREET_TYPES})s?\b\.?"
+                rf"{_UNIT}{_CITY_STATE_ZIP}",
+                0.6,
+            ),
+            Pattern(
+                "po_box",
+                rf"\b(?:P\.?\s?O\.?\s?Box|Post\s+Office\s+Box)\s+\d{{1,6}}\b{_CITY_STATE_ZIP}",
+                0.6,
+            ),
+            Pattern(
+                "military",
+                r"\b(?:PSC|CMR|Unit|USNS|USNV|USS|USCGC)\s+[\w ]{1,20},\s+"
+                r"(?:Box\s+\d+,\s+)?[ADF]PO\s+A[AEP]\s+\d{5}\b",
+                0.6,
+            ),
+            Pattern(
+                "city_state_zip",
+                rf"\b(?:[A-Z][a-z]+\s?){{1,3}},\s*(?:{_US_STATES})\s+\d{{5}}(?:-\d{{4}})?\b",
+                0.5,
+            ),
+        ],
+    )
+
+
+# -- person names --------------------------------------------------------------------------
+_LETTER = r"[^\W\d_]"
+_TOKEN = re.compile(rf"{_LETTER}(?:{_LETTER}|['’])*(?:-{_LETTER}(?:{_LETTER}|['’])*)*\.?")
+_HONORIFICS = frozenset(
+    "mr mrs ms miss mx dr prof sir dame madam mister rev reverend hon pastor fr ing".split()
+)
+_CALENDAR = frozenset(
+    "monday tuesday wednesday thursday friday saturday sunday january february march april "
+    "may june july august september october november december".split()
+)
+# Lower-case particles inside a name ("Christophe du Weiss", "Ludwig van Beethoven").
+_PARTICLES = frozenset(
+    "de du da del della der den van von bin binti al el la le di dos das".split()
+)
+_SUFFIXES = frozenset("jr sr ii iii iv md dds phd dvm esq cpa rn".split())
+_GREETINGS = frozenset("dear hi hello hey attn attention".split())
+_NOT_ADDRESSEES = frozenset("team all folks everyone there guys colleagues sir madam both".split())
+_NAME_IS = re.compile(
+    r"\b(?:my|his|her|their|the\s+(?:employee|customer|client|patient|candidate)'?s?)\s+"
+    r"(?:full\s+)?name\s+is\s+|\bname\s*:\s*",
+    re.IGNORECASE,
+)
+
+
+def _given(token: str, lists: NameLists) -> bool:
+    """A first name, or a hyphenated one whose first part is ("Lucas-Robert")."""
+    low = _bare(token)
+    return low not in lists.stop and (low in lists.first or low.split("-")[0] in lists.first)
+
+
+def _capitalised(token: str) -> bool:
+    """Title case ("Okafor", "McEvilly-Lucid"), or all capitals of four letters or more
+    (short capitals are acronyms: "AI", "WAL")."""
+    word = token.rstrip(".")
+    if not word[0].isupper():
+        return False
+    if word.isupper():
+        return len(word) >= 4
+    return word[1:].islower() or "-" in word or any(c.isupper() for c in word[2:])
+
+
+class NameGazetteerRecognizer(EntityRecognizer):  # type: ignore[misc]
+    """PERSON from name lists and the words around a name (see the module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=["PERSON"], name="NameGazetteerRecognizer")
+
+    def load(self) -> None:
+        name_lists()
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+        if "PERSON" not in entities:
+            return []
+        lists = name_lists()
+        tokens = [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+        results: list[RecognizerResult] = []
+        for start, end, score in self._spans(text, tokens, lists):
+            # A sentence's full stop is not part of the name ("… to Ingrid Solberg.").
+            if text[end - 1] == "." and _bare(text[start:end].split()[-1]) not in _SUFFIXES:
+                if len(text[start:end].split()[-1]) > 2:
+                    end -= 1
+            results.append(RecognizerResult("PERSON", start, end, score))
+        return results
+
+    def _spans(
+        self, text: str, tokens: list[tuple[str, int, int]], lists: NameLists
+    ) -> list[tuple[int, int, float]]:
+        spans: list[tuple[int, int, float]] = []
+        n = len(tokens)
+
+        def adjacent(i: int) -> bool:
+            """tokens[i] and tokens[i + 1] are separated by blanks only."""
+            return i + 1 < n and not text[tokens[i][2] : tokens[i + 1][1]].strip()
+
+        def extend(i: int, end: int) -> int:
+            """Swallow a trailing "Jr." / "MD" / "PhD" (with or without a comma)."""
+            if i + 1 < n and _bare(tokens[i + 1][0]) in _SUFFIXES:
+                gap = text[tokens[i][2] : tokens[i + 1][1]]
+                if gap.strip() in {"", ","}:
+                    return tokens[i + 1][2]
+            return end
+
+        i = 0
+        while i < n:
+            word, start, end = tokens[i]
+            low = _bare(word)
+            # "Mr. Okonkwo", "Dr Ana María Pérez": an honorific and the capitalised words after it.
+            if (
+                low in _HONORIFICS
+                and word[0].isupper()
+                and adjacent(i)
+                and _capitalised(tokens[i + 1][0])
+            ):
+                j = i + 1
+                while j + 1 < n and j - i < 3 and adjacent(j) and _capitalised(tokens[j + 1][0]):
+                    if _bare(tokens[j + 1][0]) in lists.stop:
+                        break
+                    j += 1
+                spans.append((start, extend(j, tokens[j][2]), 0.85))
+                i = j + 1
+                continue
+            # "Dear Priya," / "Hi Okonkwo,": a greeting, one or two capitalised words, a comma.
+            if (
+                low in _GREETINGS
+                and word[0].isupper()
+                and adjacent(i)
+                and _capitalised(tokens[i + 1][0])
+            ):
+                j = i + 1
+                if adjacent(j) and _capitalised(tokens[j + 1][0]):
+                    j += 1
+                after = text[tokens[j][2] : tokens[j][2] + 1]
+                addressee = {_bare(tokens[k][0]) for k in range(i + 1, j + 1)}
+                if after in {",", "!", ":", "\n", ""} and not addressee & (
+                    lists.stop | _NOT_ADDRESSEES
+                ):
+                    spans.append((tokens[i + 1][1], tokens[j][2], 0.7))
+                    i = j + 1
+                    continue
+            # Gazetteer: first name [middle name or initial] surname.
+            if _given(word, lists) and adjacent(i):
+                found = self._pair(tokens, i, lists, adjacent)
+                if found is not None:
+                    j, score = found
+                    spans.append((start, extend(j, tokens[j][2]), score))
+                    i = j + 1
+                    continue
+            # "Ranveer Dutt": an unknown capitalised word mid-sentence, then a surname that is
+            # not also an English word.
+            if (
+                adjacent(i)
+                and not _ends_sentence(word)
+                and _capitalised(word)
+                and low not in lists.stop
+                and low not in lists.ambiguous_last
+                and not _sentence_start(text, start)
+                and _capitalised(tokens[i + 1][0])
+                and _bare(tokens[i + 1][0]) in lists.last
+                and _bare(tokens[i + 1][0]) not in lists.ambiguous_last
+                and _bare(tokens[i + 1][0]) not in _CALENDAR
+            ):
+                spans.append((start, extend(i + 1, tokens[i + 1][2]), 0.6))
+                i += 2
+                continue
+            i += 1
+        # "my name is kofi annan": whatever follows, up to three non-stop words.
+        for match in _NAME_IS.finditer(text):
+            words = [t for t in tokens if t[1] >= match.end()][:3]
+            taken: list[tuple[str, int, int]] = []
+            for word, s, e in words:
+                if _bare(word) in lists.stop or (taken and text[taken[-1][2] : s].strip()):
+                    break
+                taken.append((word, s, e))
+            if taken:
+                spans.append((taken[0][1], taken[-1][2], 0.8))
+        return spans
+
+    @staticmethod
+    def _pair(
+        tokens: list[tuple[str, int, int]], i: int, lists: NameLists, adjacent: Any
+    ) -> tuple[int, float] | None:
+        """From a first name at `i`: the index of the name's last token, and a score."""
+        first, nxt = tokens[i][0], tokens[i + 1][0]
+        if first.islower():
+            if (
+                nxt.islower()
+                and _bare(first) not in lists.ambiguous_first
+                and _surname(nxt, lists)
+                and not nxt.endswith(".")
+            ):
+                return i + 1, 0.6
+            return None
+        if not _capitalised(first):
+            return None
+        # The run of capitalised words (and particles before one) after the first name.
+        j = i
+        while (
+            j + 1 < len(tokens) and j - i < 4 and adjacent(j) and not _ends_sentence(tokens[j][0])
+        ):
+            word = tokens[j + 1][0]
+            low = _bare(word)
+            if _capitalised(word) and low not in lists.stop:
+                j += 1
+            elif (
+                low in _PARTICLES
+                and j + 2 < len(tokens)
+                and adjacent(j + 1)
+                and _capitalised(tokens[j + 2][0])
+            ):
+                j += 2
+            elif len(word.rstrip(".")) == 1 and word[0].isupper():  # a middle initial
+                j += 1
+            else:
+                break
+        if j == i:
+            return None
+        # A first name that is also a word ("May", "Will") needs a known surname after it.
+        if _bare(first) in lists.ambiguous_first and not _surname(tokens[i + 1][0], lists):
+            return None
+        return j, 0.75
+
+
+def _ends_sentence(token: str) -> bool:
+    return token.endswith(".") and len(token) > 2
+
+
+def _sentence_start(text: str, start: int) -> bool:
+    before = text[:start].rstrip(" \t\"'(")
+    return not before or before[-1] in ".!?:;\n"
+
+
+def _surname(token: str, lists: NameLists) -> bool:
+    low = _bare(token)
+    if low in lists.stop:
+        return False
+    return all(part in lists.last for part in low.replace("’", "'").split("-"))
