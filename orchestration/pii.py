@@ -171,14 +171,29 @@ class Pseudonymizer:
 def presidio_redactor(
     request: CompletionRequest,
 ) -> tuple[CompletionRequest, Callable[[str], str]]:
-    """The broker's `PiiRedactor`: PII in the user message and the context passages become
-    typed placeholders; the returned function restores them in the provider's output."""
+    """The broker's `PiiRedactor`: PII in the user message, the context passages and any
+    tool rounds (the model's text, the call arguments echoed back, the results) becomes
+    typed placeholders, in that order, so a placeholder the model used in round one means
+    the same value in round two; the returned function restores them in the output."""
     pseudonymizer = Pseudonymizer()
+    redact = pseudonymizer.redact
     redacted = replace(
         request,
-        user_message=pseudonymizer.redact(request.user_message),
-        system=pseudonymizer.redact(request.system),
-        context=tuple(replace(c, text=pseudonymizer.redact(c.text)) for c in request.context),
+        user_message=redact(request.user_message),
+        system=redact(request.system),
+        context=tuple(replace(c, text=redact(c.text)) for c in request.context),
+        tool_rounds=tuple(
+            replace(
+                r,
+                text=redact(r.text),
+                calls=tuple(
+                    replace(c, wire_arguments=redact(c.wire_arguments or c.arguments))
+                    for c in r.calls
+                ),
+                outcomes=tuple(replace(o, content=redact(o.content)) for o in r.outcomes),
+            )
+            for r in request.tool_rounds
+        ),
         redactor=None,
     )
     return redacted, pseudonymizer.restore

@@ -36,7 +36,7 @@ from broker.types import (
 )
 from orchestration import policy, tools
 from orchestration.injection import Thresholds, scan
-from orchestration.pii import Pseudonymizer
+from orchestration.pii import presidio_redactor
 from orchestration.prompts import spotlight
 from orchestration.services import guard_event_record
 
@@ -163,36 +163,6 @@ def run_call(turn: Turn, call: ToolCall, next_marker: int) -> tuple[ToolActivity
     return ToolActivity(call.name, True, "allowed", data=text), _result(call, turn.spotlight, text)
 
 
-def redact_with_tool_rounds(
-    request: CompletionRequest,
-) -> tuple[CompletionRequest, Callable[[str], str]]:
-    """The PII redactor for requests that carry tool rounds: the same placeholders as
-    `pii.presidio_redactor` (same texts, same order, then the rounds), so a placeholder the
-    model used in round one means the same value in round two."""
-    pseudonymizer = Pseudonymizer()
-    redact = pseudonymizer.redact
-    redacted = replace(
-        request,
-        user_message=redact(request.user_message),
-        system=redact(request.system),
-        context=tuple(replace(c, text=redact(c.text)) for c in request.context),
-        tool_rounds=tuple(
-            replace(
-                r,
-                text=redact(r.text),
-                calls=tuple(
-                    replace(c, wire_arguments=redact(c.wire_arguments or c.arguments))
-                    for c in r.calls
-                ),
-                outcomes=tuple(replace(o, content=redact(o.content)) for o in r.outcomes),
-            )
-            for r in request.tool_rounds
-        ),
-        redactor=None,
-    )
-    return redacted, pseudonymizer.restore
-
-
 def with_tools(
     turn: Turn, request: CompletionRequest, first: Iterator[StreamEvent]
 ) -> Iterator[TokenDelta | ToolActivity | Completion]:
@@ -255,6 +225,6 @@ def with_tools(
             sensitivity=sensitivity,
             tool_rounds=tuple(rounds),
             allow_tool_calls=len(rounds) < max_rounds,
-            redactor=redact_with_tool_rounds if redactor is not None else None,
+            redactor=presidio_redactor if redactor is not None else None,
         )
         events = broker.complete_stream(request)

@@ -16,7 +16,7 @@ from broker.types import CompletionRequest, ContextChunk, ToolCall, ToolOutcome,
 from orchestration import tools
 from orchestration.pii import presidio_redactor
 from orchestration.pipeline import Answer, answer_stream, prepare_turn
-from orchestration.tool_loop import ToolActivity, redact_with_tool_rounds
+from orchestration.tool_loop import ToolActivity
 from retrieval.models import Document
 from tests.broker.conftest import provider_entry
 
@@ -296,7 +296,7 @@ def test_tool_rounds_are_redacted_with_the_same_placeholders_as_the_turn():
         request_id="r",
         tool_rounds=(ToolRound("", (call,), (ToolOutcome("c1", f"From {email}: hi"),)),),
     )
-    redacted, restore = redact_with_tool_rounds(request)
+    redacted, restore = presidio_redactor(request)
     baseline, _ = presidio_redactor(request)
     assert redacted.user_message == baseline.user_message
     dumped = json.dumps(
