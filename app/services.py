@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from app.conversation_crypto import NewMessage, conversation_create, data_key, messages_add
 from app.identity import ALL_SCOPES, Principal, Tier
 from app.models import ApiToken, BreakGlassGrant, Citation, Conversation, Message, User
 from app.redis import redis_client
@@ -233,21 +234,27 @@ def chat_turn_record(
     """Store the user's message and the answer with its citations, and audit the turn."""
     with transaction.atomic():
         if conversation is None:
-            conversation = Conversation.objects.create(
+            conversation, key = conversation_create(
                 owner_id=principal.user_id, title=turn.message[:80]
             )
-        Message.objects.create(
+        else:
+            key = data_key(conversation)
+        _, reply = messages_add(
             conversation=conversation,
-            role=Message.Role.USER,
-            content=turn.message,
-            request_id=principal.request_id,
-        )
-        reply = Message.objects.create(
-            conversation=conversation,
-            role=Message.Role.ASSISTANT,
-            content=answer.text,
-            provider=answer.provider,
-            request_id=principal.request_id,
+            key=key,
+            messages=[
+                NewMessage(
+                    role=Message.Role.USER,
+                    content=turn.message,
+                    request_id=principal.request_id,
+                ),
+                NewMessage(
+                    role=Message.Role.ASSISTANT,
+                    content=answer.text,
+                    provider=answer.provider,
+                    request_id=principal.request_id,
+                ),
+            ],
         )
         Citation.objects.bulk_create(
             Citation(

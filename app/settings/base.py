@@ -411,3 +411,16 @@ BROKER_EMBEDDING_PROVIDER = os.environ.get("BROKER_EMBEDDING_PROVIDER", "local")
 BROKER_BREAKER_FAILURE_RATIO = float(os.environ.get("BROKER_BREAKER_FAILURE_RATIO", "0.5"))
 BROKER_BREAKER_MIN_CALLS = env_int("BROKER_BREAKER_MIN_CALLS", 10)
 BROKER_BREAKER_WINDOW_S = env_int("BROKER_BREAKER_WINDOW_S", 60)
+
+# --- conversation encryption, SSO, velocity signals, Permissions-Policy (issue 7) -------
+# Conversation text is encrypted at rest under a per-conversation data key wrapped by a
+# key-encryption key (app/keyring.py): "local" (a versioned keyring from the secrets
+# interface: CONVERSATION_KEK_LOCAL_REF names a JSON {"current": ID, "keys": {ID: b64}})
+# or "vault" (Vault/OpenBao Transit key CONVERSATION_KEK_TRANSIT_KEY, created derived).
+# `manage.py rotate_conversation_keys` re-wraps every data key under the current KEK.
+CONVERSATION_KEK_BACKEND = os.environ.get("CONVERSATION_KEK_BACKEND", "local")
+CONVERSATION_KEK_LOCAL_REF = os.environ.get("CONVERSATION_KEK_LOCAL_REF", "")
+CONVERSATION_KEK_TRANSIT_MOUNT = os.environ.get("CONVERSATION_KEK_TRANSIT_MOUNT", "transit")
+CONVERSATION_KEK_TRANSIT_KEY = os.environ.get("CONVERSATION_KEK_TRANSIT_KEY", "conversations")
+# Without a configured keyring, dev and test derive one KEK from SECRET_KEY; prod refuses.
+CONVERSATION_KEK_ALLOW_DERIVED = False

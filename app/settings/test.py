@@ -23,3 +23,6 @@ LOOPBACK_PROVIDER_ENABLED = True
 BROKER_USER_REQUESTS_PER_MINUTE = 0  # tests of the limits set their own
 BROKER_USER_DAILY_TOKENS = 0
 BROKER_RETRY_BASE_S = 0.01
+
+# --- conversation encryption ---
+CONVERSATION_KEK_ALLOW_DERIVED = True  # tests that need a keyring set their own
