@@ -22,6 +22,7 @@ from app.models import ApiToken, BreakGlassGrant, Citation, Conversation, Messag
 from app.redis import redis_client
 from audit.models import EventType
 from audit.services import audit_record
+from orchestration.anomaly import documents_velocity_record, failed_login_velocity_record
 from orchestration.pipeline import Answer, Turn
 from retrieval.models import Document, IngestionJob
 from retrieval.services import document_create, document_replace_content, ingestion_submit
@@ -203,7 +204,14 @@ def access_record(
 def data_access_record(
     *, principal: Principal, event_type: EventType, shown: Iterable[tuple[int, int, int | None]]
 ) -> None:
-    """Audit a read of document data outside a chat turn (search results, a document page)."""
+    """Audit a read of document data outside a chat turn (search results, a document page),
+    and count the documents towards the user's short-window velocity."""
+    shown = list(shown)
+    documents_velocity_record(
+        user_id=principal.user_id,
+        request_id=principal.request_id,
+        document_ids=sorted({document_id for document_id, _, _ in shown}),
+    )
     audit_record(
         event_type=event_type,
         actor_id=principal.user_id,
@@ -404,3 +412,23 @@ def admin_view_record(*, staff_id: int, conversation: Conversation, request_id: 
         reason="break_glass",
         metadata={"owner": conversation.owner_id},
     )
+
+
+def login_failure_signal(
+    *, login: str = "", user_id: int | None = None, request_id: str = ""
+) -> None:
+    """A failed sign-in against an existing account counts towards its velocity signals
+    (unknown login names are audited only: there is no account to score)."""
+    if user_id is None and login:
+        login = login.strip()
+        user_id = (
+            User.objects.filter(username__iexact=login).values_list("pk", flat=True).first()
+            if "@" not in login
+            else User.objects.filter(email__iexact=login).values_list("pk", flat=True).first()
+        )
+    if user_id is None or settings.VELOCITY_FAILED_LOGINS_PER_WINDOW <= 0:
+        return
+    try:
+        failed_login_velocity_record(user_id=user_id, request_id=request_id)
+    except RedisError:
+        pass  # detection only: the login throttle itself lives in allauth's cache

@@ -78,6 +78,7 @@ MIDDLEWARE = [
     "audit.metrics.MetricsMiddleware",
     "app.ratelimit.IpRateLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "app.headers.PermissionsPolicyMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -85,6 +86,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "app.middleware.PrincipalMiddleware",
+    "app.velocity.RequestVelocityMiddleware",
     "app.ratelimit.UserRateLimitMiddleware",
     "app.middleware.StaffMfaMiddleware",
     "app.middleware.AdminDataScopeMiddleware",
@@ -424,3 +426,28 @@ CONVERSATION_KEK_TRANSIT_MOUNT = os.environ.get("CONVERSATION_KEK_TRANSIT_MOUNT"
 CONVERSATION_KEK_TRANSIT_KEY = os.environ.get("CONVERSATION_KEK_TRANSIT_KEY", "conversations")
 # Without a configured keyring, dev and test derive one KEK from SECRET_KEY; prod refuses.
 CONVERSATION_KEK_ALLOW_DERIVED = False
+
+# Permissions-Policy sent by the app (app/headers.py): every powerful feature off, except
+# WebAuthn (security keys for MFA) and fullscreen for this origin.
+PERMISSIONS_POLICY: dict[str, list[str]] = {
+    "accelerometer": [], "autoplay": [], "bluetooth": [], "camera": [],
+    "display-capture": [], "fullscreen": ["self"], "geolocation": [], "gyroscope": [],
+    "hid": [], "magnetometer": [], "microphone": [], "midi": [], "payment": [],
+    "publickey-credentials-create": ["self"], "publickey-credentials-get": ["self"],
+    "screen-wake-lock": [], "serial": [], "usb": [], "xr-spatial-tracking": [],
+}  # fmt: skip
+
+# Velocity signals (orchestration/anomaly.py) added to the anomaly score: a signal each time
+# a short-window count reaches another multiple of its threshold (0 turns one off).
+VELOCITY_REQUESTS_WINDOW_S = env_int("VELOCITY_REQUESTS_WINDOW_S", 10)
+VELOCITY_REQUESTS_PER_WINDOW = env_int("VELOCITY_REQUESTS_PER_WINDOW", 100)
+VELOCITY_DOCUMENTS_WINDOW_S = env_int("VELOCITY_DOCUMENTS_WINDOW_S", 60)
+VELOCITY_DOCUMENTS_PER_WINDOW = env_int("VELOCITY_DOCUMENTS_PER_WINDOW", 40)
+VELOCITY_FAILED_LOGINS_WINDOW_S = env_int("VELOCITY_FAILED_LOGINS_WINDOW_S", 300)
+VELOCITY_FAILED_LOGINS_PER_WINDOW = env_int("VELOCITY_FAILED_LOGINS_PER_WINDOW", 5)
+ANOMALY_WEIGHTS = {
+    **ANOMALY_WEIGHTS,
+    "velocity_requests": float(os.environ.get("ANOMALY_WEIGHT_VELOCITY_REQUESTS", "3")),
+    "velocity_documents": float(os.environ.get("ANOMALY_WEIGHT_VELOCITY_DOCUMENTS", "3")),
+    "failed_logins": float(os.environ.get("ANOMALY_WEIGHT_FAILED_LOGINS", "3")),
+}

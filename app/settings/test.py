@@ -26,3 +26,10 @@ BROKER_RETRY_BASE_S = 0.01
 
 # --- conversation encryption ---
 CONVERSATION_KEK_ALLOW_DERIVED = True  # tests that need a keyring set their own
+
+# --- velocity signals ---
+# The suite's users send bursts no person would; tests/orchestration/test_velocity.py sets
+# real thresholds.
+VELOCITY_REQUESTS_PER_WINDOW = 0
+VELOCITY_DOCUMENTS_PER_WINDOW = 0
+VELOCITY_FAILED_LOGINS_PER_WINDOW = 0

@@ -160,6 +160,19 @@ def test_security_headers_on_the_chat_page(client, user_named):
 
 
 @pytest.mark.usefixtures("demo")
+@pytest.mark.parametrize("path", ["/", "/healthz", LOGIN_URL, "/api/v1/conversations"])
+def test_permissions_policy_is_set_by_the_app_on_every_response(client, user_named, path):
+    client.force_login(user_named("bob"))
+    response = client.get(path)
+    policy = dict(item.strip().split("=", 1) for item in response["Permissions-Policy"].split(","))
+    for feature in ("camera", "microphone", "geolocation", "payment", "usb"):
+        assert policy[feature] == "()"
+    # WebAuthn (MFA security keys) stays available to this origin only.
+    assert policy["publickey-credentials-get"] == "(self)"
+    assert policy["publickey-credentials-create"] == "(self)"
+
+
+@pytest.mark.usefixtures("demo")
 @pytest.mark.parametrize(
     ("method", "path"),
     [
