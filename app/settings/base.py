@@ -64,6 +64,8 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.mfa",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
     "app",
     "audit",
     "retrieval",
@@ -451,3 +453,19 @@ ANOMALY_WEIGHTS = {
     "velocity_documents": float(os.environ.get("ANOMALY_WEIGHT_VELOCITY_DOCUMENTS", "3")),
     "failed_logins": float(os.environ.get("ANOMALY_WEIGHT_FAILED_LOGINS", "3")),
 }
+
+# Optional OIDC single sign-on (app/sso.py), off by default. The client secret is a secret
+# reference (env:, file:, vault:). SSO_OIDC_GROUP_MAP: JSON {"idp-group": "django-group"}.
+SSO_OIDC_ENABLED = env_bool("SSO_OIDC_ENABLED", False)
+SSO_OIDC_PROVIDER_ID = os.environ.get("SSO_OIDC_PROVIDER_ID", "sso")
+SSO_OIDC_NAME = os.environ.get("SSO_OIDC_NAME", "Single sign-on")
+SSO_OIDC_ISSUER = os.environ.get("SSO_OIDC_ISSUER", "")
+SSO_OIDC_CLIENT_ID = os.environ.get("SSO_OIDC_CLIENT_ID", "")
+SSO_OIDC_CLIENT_SECRET_REF = os.environ.get("SSO_OIDC_CLIENT_SECRET_REF", "")
+SSO_OIDC_GROUPS_CLAIM = os.environ.get("SSO_OIDC_GROUPS_CLAIM", "groups")
+SSO_OIDC_GROUP_MAP: dict[str, str] = json.loads(os.environ.get("SSO_OIDC_GROUP_MAP", "{}"))
+SOCIALACCOUNT_ADAPTER = "app.sso.SsoAdapter"
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # never attach an SSO login to a local account
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_ONLY = False  # local accounts (and their MFA) keep working next to SSO
