@@ -83,3 +83,8 @@ gateway-deps:
 ## The broker's added latency over a direct SDK call, TTFT overhead, failover recovery.
 bench-broker: venv
 	ITERATIONS=$(or $(ITERATIONS),400) $(BIN)/python -m infra.run script bench/bench_broker.py
+
+.PHONY: bench-crypto
+## What conversation encryption adds to a read: local keyring vs OpenBao Transit.
+bench-crypto: venv
+	RUNS=$(or $(RUNS),200) $(BIN)/python bench/bench_crypto.py
