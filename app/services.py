@@ -207,11 +207,14 @@ def data_access_record(
     """Audit a read of document data outside a chat turn (search results, a document page),
     and count the documents towards the user's short-window velocity."""
     shown = list(shown)
-    documents_velocity_record(
-        user_id=principal.user_id,
-        request_id=principal.request_id,
-        document_ids=sorted({document_id for document_id, _, _ in shown}),
-    )
+    try:
+        documents_velocity_record(
+            user_id=principal.user_id,
+            request_id=principal.request_id,
+            document_ids=sorted({document_id for document_id, _, _ in shown}),
+        )
+    except RedisError:
+        pass  # detection only: an unreachable Redis must not stop an audited read
     audit_record(
         event_type=event_type,
         actor_id=principal.user_id,

@@ -113,3 +113,20 @@ def test_unknown_login_names_and_successful_sign_ins_add_nothing(tight, client):
     assert anomaly.rolling_score(frank.pk) == 0
     assert not any(redis_client().scan_iter(match="anomaly:velocity:failed-logins:*"))
     assert json.dumps(_transition_reasons(frank.pk)) == "[]"
+
+
+def test_velocity_is_detection_only_an_unreachable_redis_stops_no_audited_read(tight, principal_of):
+    from app import redis as app_redis
+    from app.services import data_access_record
+
+    bob = principal_of("bob")
+    app_redis.redis_client.cache_clear()
+    tight.REDIS_URL = "unix:///nonexistent/redis.sock"
+    try:
+        data_access_record(
+            principal=bob, event_type=EventType.DOCUMENT_VIEWED, shown=[(1, 1, None)]
+        )
+    finally:
+        app_redis.redis_client.cache_clear()
+    event = AuditEvent.objects.filter(event_type=EventType.DOCUMENT_VIEWED).latest("id")
+    assert event.actor_id == bob.user_id
