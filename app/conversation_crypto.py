@@ -78,6 +78,8 @@ def data_keys(conversations: Iterable[Any]) -> dict[int, bytes]:
     """Unwrap the data keys of these conversations in one keyring call (one Vault round
     trip for any number of conversations)."""
     rows = list({c.pk: c for c in conversations}.values())
+    if not rows:
+        return {}
     keys = keyring().unwrap_many([(_wrapped(c), key_context(c.pk)) for c in rows])
     return {c.pk: key for c, key in zip(rows, keys, strict=True)}
 
