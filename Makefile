@@ -88,3 +88,8 @@ bench-broker: venv
 ## Output moderation (rules backend): harmful vs benign answers, latency. No services needed.
 bench-moderation: venv
 	REPEAT=$(or $(REPEAT),20) $(BIN)/python bench/bench_moderation.py
+
+.PHONY: bench-crypto
+## What conversation encryption adds to a read: local keyring vs OpenBao Transit.
+bench-crypto: venv
+	RUNS=$(or $(RUNS),200) $(BIN)/python bench/bench_crypto.py

@@ -13,6 +13,7 @@ from django.http import HttpRequest
 
 from app.auth_events import login_failed_record
 from app.net import client_ip
+from app.services import login_failure_signal
 from audit.models import EventType
 from audit.services import audit_record
 
@@ -44,6 +45,7 @@ class ClosedSignupAdapter(DefaultAccountAdapter):
     def authentication_failed(self, request: HttpRequest, **credentials: Any) -> None:
         login = str(credentials.get("username") or credentials.get("email") or "")
         login_failed_record(request=request, login=login, reason="bad_credentials")
+        login_failure_signal(login=login, request_id=str(getattr(request, "request_id", "")))
 
 
 class HoneypotLoginForm(LoginForm):

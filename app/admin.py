@@ -6,7 +6,9 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.utils.html import format_html, format_html_join
 
+from app.conversation_crypto import conversation_title, data_key, message_content
 from app.models import ApiToken, BreakGlassGrant, Conversation, Message, User
 from app.selectors import break_glass_subjects
 from app.services import (
@@ -91,23 +93,33 @@ class BreakGlassGrantAdmin(admin.ModelAdmin):
         return False
 
 
-class MessageInline(admin.TabularInline):
-    model = Message
-    fields = ("role", "content", "provider", "created_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
     """Users' conversations are private: staff see only those of users they hold a live
-    break-glass grant for, and each conversation they open is audited."""
+    break-glass grant for, and each conversation they open is audited. The list shows no
+    titles (they are user text, read only in the audited change view); the change view
+    decrypts the title and transcript with one unwrap of the conversation's data key."""
 
-    list_display = ("id", "owner", "title", "updated_at")
-    fields = ("owner", "title", "created_at", "updated_at")
+    list_display = ("id", "owner", "created_at", "updated_at")
+    fields = ("owner", "title", "created_at", "updated_at", "transcript")
     readonly_fields = fields
-    inlines = [MessageInline]
+
+    @admin.display(description="title")
+    def title(self, obj: Conversation) -> str:
+        return conversation_title(obj, data_key(obj))
+
+    @admin.display(description="messages")
+    def transcript(self, obj: Conversation) -> str:
+        key = data_key(obj)
+        rows = Message.objects.filter(conversation=obj).only("id", "role", "content_ct")
+        return format_html(
+            "<ol>{}</ol>",
+            format_html_join(
+                "",
+                "<li><strong>{}</strong>: {}</li>",
+                ((m.role, message_content(m, key)) for m in rows),
+            ),
+        )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
         return (

@@ -28,8 +28,8 @@ from app.models import Conversation, User
 from app.selectors import (
     api_token_of,
     conversation_get,
-    conversation_messages,
-    conversations_of,
+    conversation_list,
+    conversation_read,
 )
 from app.serializers import (
     ChatInput,
@@ -268,7 +268,7 @@ class ConversationListView(APIView):
         operation_id="conversations_list", responses={200: ConversationListOut, **_ERRORS}
     )
     def get(self, request: Request) -> Response:
-        conversations = conversations_of(principal_of(request))[:200]
+        conversations = conversation_list(principal_of(request), limit=200)
         return Response(ConversationListOut({"conversations": conversations}).data)
 
 
@@ -284,10 +284,10 @@ class ConversationDetailView(APIView):
         conversation = conversation_get(principal, conversation_id)
         if conversation is None:
             raise Http404
-        messages = conversation_messages(principal, conversation)
+        detail = conversation_read(principal, conversation)
         return Response(
             ConversationDetailOut(
-                {"id": conversation.pk, "title": conversation.title, "messages": messages}
+                {"id": detail.id, "title": detail.title, "messages": detail.messages}
             ).data
         )
 

@@ -10,5 +10,7 @@ class AppConfig_(AppConfig):  # noqa: N801 - "AppConfig" is taken by the base cl
     def ready(self) -> None:
         from app import schema  # noqa: F401 - registers the OpenAPI auth extension
         from app.auth_events import connect_signals
+        from app.sso import connect_signals as connect_sso_signals
 
         connect_signals()
+        connect_sso_signals()

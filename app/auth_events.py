@@ -11,7 +11,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from app.net import client_ip
-from app.services import _keyed_digest
+from app.services import _keyed_digest, login_failure_signal
 from audit.models import EventType
 from audit.services import audit_record
 
@@ -82,6 +82,7 @@ def connect_signals() -> None:
 
     def on_mfa_failed(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> None:
         login_failed_record(request=request, login="", reason="mfa_code", user_id=user.pk)
+        login_failure_signal(user_id=user.pk, request_id=_request_id(request))
 
     def on_change(change: str) -> Any:
         def receiver(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> None:

@@ -9,6 +9,7 @@ from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
+from app.keyring import KeyUnavailable
 from app.logs import get_logger
 from broker.types import ProviderUnavailable, QuotaExceeded
 from orchestration.errors import InputRejected
@@ -48,6 +49,12 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         headers["Retry-After"] = str(exc.retry_after_s)
     elif isinstance(exc, ProviderUnavailable):
         status, code, detail = 503, "no_allowed_provider", str(exc)
+    elif isinstance(exc, KeyUnavailable):
+        # Fail closed: the operator's log names the KEK and the reason; the caller learns
+        # only that the conversation cannot be decrypted now.
+        log.error("conversation_key_unavailable", reason=str(exc))
+        status, code = 503, "key_unavailable"
+        detail = "Conversation content cannot be decrypted right now."
     elif isinstance(exc, Http404 | drf.NotFound):
         status, code, detail = 404, "not_found", "Not found."
     elif isinstance(exc, drf.NotAuthenticated | drf.AuthenticationFailed):

@@ -36,8 +36,13 @@ class ApiToken(models.Model):
 
 
 class Conversation(models.Model):
+    """Text is encrypted at rest (app/conversation_crypto.py): `title_ct` under this
+    conversation's data key, which is stored wrapped by the KEK `kek_id`."""
+
     owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="conversations")
-    title = models.CharField(max_length=120)
+    title_ct = models.BinaryField()
+    data_key = models.BinaryField()
+    kek_id = models.CharField(max_length=64, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -57,7 +62,7 @@ class Message(models.Model):
         Conversation, on_delete=models.CASCADE, related_name="messages"
     )
     role = models.CharField(max_length=16, choices=Role.choices)
-    content = models.TextField()
+    content_ct = models.BinaryField()  # under the conversation's data key
     provider = models.CharField(max_length=64, blank=True)
     blocked = models.BooleanField(default=False)
     reason = models.CharField(max_length=64, blank=True)

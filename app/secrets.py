@@ -95,24 +95,32 @@ class _VaultSession:
         except Exception:  # noqa: BLE001 - any failure: log in afresh
             self._login()
 
-    def read(self, mount: str, path: str) -> dict[str, Any]:
-        import hvac.exceptions
-
+    def current_client(self) -> Any:
+        """The logged-in client, renewed first when its login is due for renewal."""
         with self.lock:
             if self.client is None:
                 self._login()
             else:
                 self._renew_if_due()
-            client = self.client
+            return self.client
+
+    def relogin(self) -> Any:
+        """Log in afresh (after a Forbidden: the login token was revoked or expired)."""
+        with self.lock:
+            self._login()
+            return self.client
+
+    def read(self, mount: str, path: str) -> dict[str, Any]:
+        import hvac.exceptions
+
+        client = self.current_client()
         try:
             return _kv2_read(client, mount, path)
         except hvac.exceptions.Forbidden:
             if self.token:
                 raise
-            with self.lock:  # the login token was revoked or expired: log in once more
-                self._login()
-                client = self.client
-            return _kv2_read(client, mount, path)
+            # The login token was revoked or expired: log in once more.
+            return _kv2_read(self.relogin(), mount, path)
 
 
 def _kv2_read(client: Any, mount: str, path: str) -> dict[str, Any]:
@@ -125,6 +133,12 @@ def _kv2_read(client: Any, mount: str, path: str) -> dict[str, Any]:
 
 _SESSIONS: dict[str, _VaultSession] = {}
 _SESSIONS_LOCK = threading.Lock()
+
+
+def vault_session() -> _VaultSession:
+    """The process's Vault session for the configured address and credentials (shared by
+    `vault:` secret references and the Transit key-encryption keys in app/keyring.py)."""
+    return _vault_session()
 
 
 def _vault_session() -> _VaultSession:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from app.conversation_crypto import conversation_title, data_key, data_keys, message_content
 from app.identity import ALL_SCOPES, Principal, Tier
 from app.models import ApiToken, BreakGlassGrant, Conversation, Message, User
 from retrieval.selectors import visible_document_ids
@@ -46,6 +49,40 @@ def conversations_of(principal: Principal) -> QuerySet[Conversation]:
 def conversation_get(principal: Principal, conversation_id: int) -> Conversation | None:
     """The caller's own conversation, or None (never another user's)."""
     return conversations_of(principal).filter(pk=conversation_id).first()
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationView:
+    """A conversation with its title decrypted."""
+
+    pk: int
+    title: str
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def id(self) -> int:
+        return self.pk
+
+
+def conversation_views(conversations: QuerySet[Conversation] | list[Any]) -> list[ConversationView]:
+    """Decrypt the titles of these conversations with one keyring call for all of them."""
+    rows = list(conversations)
+    keys = data_keys(rows)
+    return [
+        ConversationView(
+            pk=c.pk,
+            title=conversation_title(c, keys[c.pk]),
+            created_at=c.created_at,
+            updated_at=c.updated_at,
+        )
+        for c in rows
+    ]
+
+
+def conversation_list(principal: Principal, *, limit: int) -> list[ConversationView]:
+    """The caller's latest conversations, titles decrypted (one keyring call)."""
+    return conversation_views(conversations_of(principal)[:limit])
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +131,35 @@ class MessageView:
         ]
 
 
-def conversation_messages(principal: Principal, conversation: Conversation) -> list[MessageView]:
-    """Messages with citations re-checked against the ACL now: a document the caller may no
-    longer read shows as unavailable, without its title."""
+@dataclass(frozen=True, slots=True)
+class ConversationDetail:
+    id: int
+    title: str
+    messages: list[MessageView]
+
+    @property
+    def pk(self) -> int:
+        return self.id
+
+
+def conversation_read(principal: Principal, conversation: Conversation) -> ConversationDetail:
+    """The conversation decrypted: its data key is unwrapped once for the title and every
+    message (one keyring call, whatever the number of messages)."""
+    key = data_key(conversation)
+    return ConversationDetail(
+        id=conversation.pk,
+        title=conversation_title(conversation, key),
+        messages=conversation_messages(principal, conversation, key=key),
+    )
+
+
+def conversation_messages(
+    principal: Principal, conversation: Conversation, *, key: bytes | None = None
+) -> list[MessageView]:
+    """Messages decrypted, with citations re-checked against the ACL now: a document the
+    caller may no longer read shows as unavailable, without its title."""
+    if key is None:
+        key = data_key(conversation)
     messages = list(Message.objects.filter(conversation=conversation).prefetch_related("citations"))
     cited = {c.document_id for m in messages for c in m.citations.all()}
     readable = visible_document_ids(principal, cited)
@@ -104,7 +167,7 @@ def conversation_messages(principal: Principal, conversation: Conversation) -> l
         MessageView(
             id=m.pk,
             role=m.role,
-            content=m.content,
+            content=message_content(m, key),
             provider=m.provider,
             blocked=m.blocked,
             reason=m.reason,

@@ -16,12 +16,14 @@ from django.db import transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from app.conversation_crypto import NewMessage, conversation_create, data_key, messages_add
 from app.identity import ALL_SCOPES, Principal, Tier
 from app.models import ApiToken, BreakGlassGrant, Citation, Conversation, Message, User
 from app.redis import redis_client
 from audit.models import EventType
 from audit.services import audit_record
 from orchestration.errors import Blocked
+from orchestration.anomaly import documents_velocity_record, failed_login_velocity_record
 from orchestration.pipeline import Answer, Turn
 from retrieval.models import Document, IngestionJob
 from retrieval.services import document_create, document_replace_content, ingestion_submit
@@ -203,7 +205,17 @@ def access_record(
 def data_access_record(
     *, principal: Principal, event_type: EventType, shown: Iterable[tuple[int, int, int | None]]
 ) -> None:
-    """Audit a read of document data outside a chat turn (search results, a document page)."""
+    """Audit a read of document data outside a chat turn (search results, a document page),
+    and count the documents towards the user's short-window velocity."""
+    shown = list(shown)
+    try:
+        documents_velocity_record(
+            user_id=principal.user_id,
+            request_id=principal.request_id,
+            document_ids=sorted({document_id for document_id, _, _ in shown}),
+        )
+    except RedisError:
+        pass  # detection only: an unreachable Redis must not stop an audited read
     audit_record(
         event_type=event_type,
         actor_id=principal.user_id,
@@ -234,21 +246,27 @@ def chat_turn_record(
     """Store the user's message and the answer with its citations, and audit the turn."""
     with transaction.atomic():
         if conversation is None:
-            conversation = Conversation.objects.create(
+            conversation, key = conversation_create(
                 owner_id=principal.user_id, title=turn.message[:80]
             )
-        Message.objects.create(
+        else:
+            key = data_key(conversation)
+        _, reply = messages_add(
             conversation=conversation,
-            role=Message.Role.USER,
-            content=turn.message,
-            request_id=principal.request_id,
-        )
-        reply = Message.objects.create(
-            conversation=conversation,
-            role=Message.Role.ASSISTANT,
-            content=answer.text,
-            provider=answer.provider,
-            request_id=principal.request_id,
+            key=key,
+            messages=[
+                NewMessage(
+                    role=Message.Role.USER,
+                    content=turn.message,
+                    request_id=principal.request_id,
+                ),
+                NewMessage(
+                    role=Message.Role.ASSISTANT,
+                    content=answer.text,
+                    provider=answer.provider,
+                    request_id=principal.request_id,
+                ),
+            ],
         )
         Citation.objects.bulk_create(
             Citation(
@@ -412,3 +430,23 @@ def admin_view_record(*, staff_id: int, conversation: Conversation, request_id: 
         reason="break_glass",
         metadata={"owner": conversation.owner_id},
     )
+
+
+def login_failure_signal(
+    *, login: str = "", user_id: int | None = None, request_id: str = ""
+) -> None:
+    """A failed sign-in against an existing account counts towards its velocity signals
+    (unknown login names are audited only: there is no account to score)."""
+    if user_id is None and login:
+        login = login.strip()
+        user_id = (
+            User.objects.filter(username__iexact=login).values_list("pk", flat=True).first()
+            if "@" not in login
+            else User.objects.filter(email__iexact=login).values_list("pk", flat=True).first()
+        )
+    if user_id is None or settings.VELOCITY_FAILED_LOGINS_PER_WINDOW <= 0:
+        return
+    try:
+        failed_login_velocity_record(user_id=user_id, request_id=request_id)
+    except RedisError:
+        pass  # detection only: the login throttle itself lives in allauth's cache

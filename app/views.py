@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET
 from app.identity import Principal
 from app.redis import redis_client
 from app.rendering import render_markdown, without_title_heading
-from app.selectors import conversation_get, conversation_messages, conversations_of
+from app.selectors import conversation_get, conversation_list, conversation_read
 from app.services import data_access_record
 from audit.models import EventType
 from broker.services import usable_provider_count
@@ -30,21 +30,20 @@ def _principal(request: HttpRequest) -> Principal:
 @require_GET
 def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpResponse:
     principal = _principal(request)
-    conversation = None
-    messages = []
+    detail = None
     if conversation_id is not None:
         conversation = conversation_get(principal, conversation_id)
         if conversation is None:
             raise Http404
-        messages = conversation_messages(principal, conversation)
+        detail = conversation_read(principal, conversation)
     return render(
         request,
         "chat/chat.html",
         {
             "principal": principal,
-            "conversations": conversations_of(principal)[:50],
-            "conversation": conversation,
-            "messages_list": messages,
+            "conversations": conversation_list(principal, limit=50),
+            "conversation": detail,
+            "messages_list": detail.messages if detail else [],
         },
     )
 

@@ -43,6 +43,8 @@ class EventType(models.TextChoices):
     CONFIG_CHANGED = "config.changed"
     RETENTION_PURGED = "retention.purged"
     RETENTION_CHECKPOINT = "retention.checkpoint"
+    KEYS_ROTATED = "keys.rotated"
+    SSO_GROUPS_SYNCED = "sso.groups_synced"
 
 
 class AuditEvent(models.Model):

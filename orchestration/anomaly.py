@@ -68,24 +68,33 @@ def _target(score: float, current: str) -> str:
 def anomaly_signal(*, principal: Principal, kind: str, now: float | None = None) -> str:
     """Record one signal for the principal's user and apply any state transition.
     Returns the user's state after it."""
+    return anomaly_signal_for(
+        user_id=principal.user_id, kind=kind, request_id=principal.request_id, now=now
+    )
+
+
+def anomaly_signal_for(
+    *, user_id: int, kind: str, request_id: str = "", now: float | None = None
+) -> str:
+    """`anomaly_signal` for a user known only by id (a failed login has no principal)."""
     if kind not in settings.ANOMALY_WEIGHTS:
         raise ValueError(f"unknown anomaly signal {kind!r}")
     now = time.time() if now is None else now
     client = redis_client()
-    key = _key(principal.user_id)
+    key = _key(user_id)
     client.zadd(key, {f"{kind}:{uuid.uuid4().hex}": now})
     client.expire(key, settings.ANOMALY_WINDOW_S * 2)
-    score = rolling_score(principal.user_id, now=now)
-    current = state_of(principal.user_id)
+    score = rolling_score(user_id, now=now)
+    current = state_of(user_id)
     target = _target(score, current)
     if target != current:
         anomaly_transition(
-            user_id=principal.user_id,
+            user_id=user_id,
             state=target,
             score=score,
             reason=f"signal:{kind}",
             actor_id=None,
-            request_id=principal.request_id,
+            request_id=request_id,
         )
     return target
 
@@ -145,6 +154,9 @@ def retrieval_breadth_record(*, principal: Principal, document_ids: list[int]) -
     the count passes another multiple of ANOMALY_BROAD_RETRIEVAL_DOCS, that is a signal."""
     if not document_ids:
         return None
+    documents_velocity_record(
+        user_id=principal.user_id, request_id=principal.request_id, document_ids=document_ids
+    )
     client = redis_client()
     key = f"anomaly:docs:{principal.user_id}"
     before = int(client.scard(key))
@@ -155,4 +167,77 @@ def retrieval_breadth_record(*, principal: Principal, document_ids: list[int]) -
     step = settings.ANOMALY_BROAD_RETRIEVAL_DOCS
     if after // step > before // step:
         return anomaly_signal(principal=principal, kind="broad_retrieval")
+    return None
+
+
+# --- velocity: short-window bursts -----------------------------------------------------------
+# Each counter lives in a fixed window bucket; a signal is recorded each time a count
+# reaches another multiple of its threshold, so a burst adds weight in proportion to its
+# size and normal use adds nothing. Thresholds and windows: VELOCITY_* settings; weights:
+# ANOMALY_WEIGHTS["velocity_requests" | "velocity_documents" | "failed_logins"].
+
+
+def _bucket(window_s: int, now: float | None) -> int:
+    return int((time.time() if now is None else now) // window_s)
+
+
+def request_velocity_record(
+    *, user_id: int, request_id: str = "", now: float | None = None
+) -> str | None:
+    """Count one authenticated request; a signal per VELOCITY_REQUESTS_PER_WINDOW."""
+    window, threshold = settings.VELOCITY_REQUESTS_WINDOW_S, settings.VELOCITY_REQUESTS_PER_WINDOW
+    key = f"anomaly:velocity:requests:{user_id}:{_bucket(window, now)}"
+    pipe = redis_client().pipeline()
+    pipe.incr(key)
+    pipe.expire(key, window * 2)
+    count = int(pipe.execute()[0])
+    if threshold > 0 and count % threshold == 0:
+        return anomaly_signal_for(
+            user_id=user_id, kind="velocity_requests", request_id=request_id, now=now
+        )
+    return None
+
+
+def documents_velocity_record(
+    *, user_id: int, document_ids: list[int], request_id: str = "", now: float | None = None
+) -> str | None:
+    """Distinct documents touched (searched, viewed, retrieved) in a short window; a signal
+    each time the count passes another multiple of VELOCITY_DOCUMENTS_PER_WINDOW."""
+    if not document_ids:
+        return None
+    window = settings.VELOCITY_DOCUMENTS_WINDOW_S
+    threshold = settings.VELOCITY_DOCUMENTS_PER_WINDOW
+    key = f"anomaly:velocity:documents:{user_id}:{_bucket(window, now)}"
+    pipe = redis_client().pipeline()
+    pipe.scard(key)
+    pipe.sadd(key, *document_ids)
+    pipe.expire(key, window * 2)
+    pipe.scard(key)
+    before, _, _, after = pipe.execute()
+    if threshold > 0 and int(after) // threshold > int(before) // threshold:
+        return anomaly_signal_for(
+            user_id=user_id, kind="velocity_documents", request_id=request_id, now=now
+        )
+    return None
+
+
+def failed_login_velocity_record(
+    *, user_id: int, request_id: str = "", now: float | None = None
+) -> str | None:
+    """A failed sign-in (password or MFA code) against this account; a signal per
+    VELOCITY_FAILED_LOGINS_PER_WINDOW in the window. allauth's login throttle (5 failures
+    per login name per 5 minutes) caps this at about three signals per anomaly window:
+    strangers guessing a password can get the account's chat throttled for a while, not
+    locked."""
+    window = settings.VELOCITY_FAILED_LOGINS_WINDOW_S
+    threshold = settings.VELOCITY_FAILED_LOGINS_PER_WINDOW
+    key = f"anomaly:velocity:failed-logins:{user_id}:{_bucket(window, now)}"
+    pipe = redis_client().pipeline()
+    pipe.incr(key)
+    pipe.expire(key, window * 2)
+    count = int(pipe.execute()[0])
+    if threshold > 0 and count % threshold == 0:
+        return anomaly_signal_for(
+            user_id=user_id, kind="failed_logins", request_id=request_id, now=now
+        )
     return None

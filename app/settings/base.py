@@ -64,6 +64,8 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.mfa",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
     "app",
     "audit",
     "retrieval",
@@ -78,6 +80,7 @@ MIDDLEWARE = [
     "audit.metrics.MetricsMiddleware",
     "app.ratelimit.IpRateLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "app.headers.PermissionsPolicyMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -85,6 +88,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "app.middleware.PrincipalMiddleware",
+    "app.velocity.RequestVelocityMiddleware",
     "app.ratelimit.UserRateLimitMiddleware",
     "app.middleware.StaffMfaMiddleware",
     "app.middleware.AdminDataScopeMiddleware",
@@ -446,3 +450,57 @@ OUTPUT_MODERATION_TIMEOUT_S = float(os.environ.get("OUTPUT_MODERATION_TIMEOUT_S"
 OUTPUT_MODERATION_MAX_TIER = os.environ.get("OUTPUT_MODERATION_MAX_TIER", "internal")
 # Endpoint down: block turns of these tiers; others pass on the rules alone (audited).
 OUTPUT_MODERATION_FAIL_CLOSED_TIERS = env_list("OUTPUT_MODERATION_FAIL_CLOSED_TIERS", [])
+
+# --- conversation encryption, SSO, velocity signals, Permissions-Policy (issue 7) -------
+# Conversation text is encrypted at rest under a per-conversation data key wrapped by a
+# key-encryption key (app/keyring.py): "local" (a versioned keyring from the secrets
+# interface: CONVERSATION_KEK_LOCAL_REF names a JSON {"current": ID, "keys": {ID: b64}})
+# or "vault" (Vault/OpenBao Transit key CONVERSATION_KEK_TRANSIT_KEY, created derived).
+# `manage.py rotate_conversation_keys` re-wraps every data key under the current KEK.
+CONVERSATION_KEK_BACKEND = os.environ.get("CONVERSATION_KEK_BACKEND", "local")
+CONVERSATION_KEK_LOCAL_REF = os.environ.get("CONVERSATION_KEK_LOCAL_REF", "")
+CONVERSATION_KEK_TRANSIT_MOUNT = os.environ.get("CONVERSATION_KEK_TRANSIT_MOUNT", "transit")
+CONVERSATION_KEK_TRANSIT_KEY = os.environ.get("CONVERSATION_KEK_TRANSIT_KEY", "conversations")
+# Without a configured keyring, dev and test derive one KEK from SECRET_KEY; prod refuses.
+CONVERSATION_KEK_ALLOW_DERIVED = False
+
+# Permissions-Policy sent by the app (app/headers.py): every powerful feature off, except
+# WebAuthn (security keys for MFA) and fullscreen for this origin.
+PERMISSIONS_POLICY: dict[str, list[str]] = {
+    "accelerometer": [], "autoplay": [], "bluetooth": [], "camera": [],
+    "display-capture": [], "fullscreen": ["self"], "geolocation": [], "gyroscope": [],
+    "hid": [], "magnetometer": [], "microphone": [], "midi": [], "payment": [],
+    "publickey-credentials-create": ["self"], "publickey-credentials-get": ["self"],
+    "screen-wake-lock": [], "serial": [], "usb": [], "xr-spatial-tracking": [],
+}  # fmt: skip
+
+# Velocity signals (orchestration/anomaly.py) added to the anomaly score: a signal each time
+# a short-window count reaches another multiple of its threshold (0 turns one off).
+VELOCITY_REQUESTS_WINDOW_S = env_int("VELOCITY_REQUESTS_WINDOW_S", 10)
+VELOCITY_REQUESTS_PER_WINDOW = env_int("VELOCITY_REQUESTS_PER_WINDOW", 100)
+VELOCITY_DOCUMENTS_WINDOW_S = env_int("VELOCITY_DOCUMENTS_WINDOW_S", 60)
+VELOCITY_DOCUMENTS_PER_WINDOW = env_int("VELOCITY_DOCUMENTS_PER_WINDOW", 40)
+VELOCITY_FAILED_LOGINS_WINDOW_S = env_int("VELOCITY_FAILED_LOGINS_WINDOW_S", 300)
+VELOCITY_FAILED_LOGINS_PER_WINDOW = env_int("VELOCITY_FAILED_LOGINS_PER_WINDOW", 5)
+ANOMALY_WEIGHTS = {
+    **ANOMALY_WEIGHTS,
+    "velocity_requests": float(os.environ.get("ANOMALY_WEIGHT_VELOCITY_REQUESTS", "3")),
+    "velocity_documents": float(os.environ.get("ANOMALY_WEIGHT_VELOCITY_DOCUMENTS", "3")),
+    "failed_logins": float(os.environ.get("ANOMALY_WEIGHT_FAILED_LOGINS", "3")),
+}
+
+# Optional OIDC single sign-on (app/sso.py), off by default. The client secret is a secret
+# reference (env:, file:, vault:). SSO_OIDC_GROUP_MAP: JSON {"idp-group": "django-group"}.
+SSO_OIDC_ENABLED = env_bool("SSO_OIDC_ENABLED", False)
+SSO_OIDC_PROVIDER_ID = os.environ.get("SSO_OIDC_PROVIDER_ID", "sso")
+SSO_OIDC_NAME = os.environ.get("SSO_OIDC_NAME", "Single sign-on")
+SSO_OIDC_ISSUER = os.environ.get("SSO_OIDC_ISSUER", "")
+SSO_OIDC_CLIENT_ID = os.environ.get("SSO_OIDC_CLIENT_ID", "")
+SSO_OIDC_CLIENT_SECRET_REF = os.environ.get("SSO_OIDC_CLIENT_SECRET_REF", "")
+SSO_OIDC_GROUPS_CLAIM = os.environ.get("SSO_OIDC_GROUPS_CLAIM", "groups")
+SSO_OIDC_GROUP_MAP: dict[str, str] = json.loads(os.environ.get("SSO_OIDC_GROUP_MAP", "{}"))
+SOCIALACCOUNT_ADAPTER = "app.sso.SsoAdapter"
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # never attach an SSO login to a local account
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_ONLY = False  # local accounts (and their MFA) keep working next to SSO

@@ -38,6 +38,11 @@ if not ADMIN_MFA_REQUIRED:
     _problems.append(
         "ADMIN_MFA_REQUIRED must stay on: Django admin needs a session that passed MFA"
     )
+if CONVERSATION_KEK_BACKEND == "local" and not CONVERSATION_KEK_LOCAL_REF:  # noqa: F405
+    _problems.append(
+        "conversation encryption needs a KEK: set CONVERSATION_KEK_LOCAL_REF (a secret"
+        " reference to the keyring) or CONVERSATION_KEK_BACKEND=vault"
+    )
 if _problems:
     raise ImproperlyConfigured("unsafe production settings:\n  - " + "\n  - ".join(_problems))
 

@@ -23,3 +23,13 @@ LOOPBACK_PROVIDER_ENABLED = True
 BROKER_USER_REQUESTS_PER_MINUTE = 0  # tests of the limits set their own
 BROKER_USER_DAILY_TOKENS = 0
 BROKER_RETRY_BASE_S = 0.01
+
+# --- conversation encryption ---
+CONVERSATION_KEK_ALLOW_DERIVED = True  # tests that need a keyring set their own
+
+# --- velocity signals ---
+# The suite's users send bursts no person would; tests/orchestration/test_velocity.py sets
+# real thresholds.
+VELOCITY_REQUESTS_PER_WINDOW = 0
+VELOCITY_DOCUMENTS_PER_WINDOW = 0
+VELOCITY_FAILED_LOGINS_PER_WINDOW = 0

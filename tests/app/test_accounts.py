@@ -6,7 +6,8 @@ import pytest
 from django.contrib.auth import SESSION_KEY
 from django.test import Client
 
-from app.models import Conversation, User
+from app.conversation_crypto import conversation_create
+from app.models import User
 from retrieval.models import Document
 
 LOGIN_URL = "/accounts/login/"
@@ -81,7 +82,7 @@ def test_pages_redirect_anonymous_users_to_login(client, path):
 
 @pytest.mark.usefixtures("demo")
 def test_another_users_conversation_page_is_404(client, user_named):
-    alices = Conversation.objects.create(owner=user_named("alice"), title="alice's private chat")
+    alices, _ = conversation_create(owner_id=user_named("alice").pk, title="alice's private chat")
     client.force_login(user_named("bob"))
     response = client.get(f"/c/{alices.pk}/")
     assert response.status_code == 404
@@ -156,6 +157,19 @@ def test_security_headers_on_the_chat_page(client, user_named):
     assert response["X-Frame-Options"] == "DENY"
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Referrer-Policy"] == "same-origin"
+
+
+@pytest.mark.usefixtures("demo")
+@pytest.mark.parametrize("path", ["/", "/healthz", LOGIN_URL, "/api/v1/conversations"])
+def test_permissions_policy_is_set_by_the_app_on_every_response(client, user_named, path):
+    client.force_login(user_named("bob"))
+    response = client.get(path)
+    policy = dict(item.strip().split("=", 1) for item in response["Permissions-Policy"].split(","))
+    for feature in ("camera", "microphone", "geolocation", "payment", "usb"):
+        assert policy[feature] == "()"
+    # WebAuthn (MFA security keys) stays available to this origin only.
+    assert policy["publickey-credentials-get"] == "(self)"
+    assert policy["publickey-credentials-create"] == "(self)"
 
 
 @pytest.mark.usefixtures("demo")

@@ -12,6 +12,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from app.celery import celery_app
+from app.conversation_crypto import NewMessage, conversation_create, messages_add
 from app.models import Citation, Conversation, Message, User
 from app.retention import retention_run
 from audit.models import AuditEvent, EventType
@@ -19,11 +20,9 @@ from audit.verify import verify_chain
 
 
 def _conversation(owner: User, *, age_days: int, messages: int = 2) -> Conversation:
-    conversation = Conversation.objects.create(owner=owner, title="t")
-    for i in range(messages):
-        message = Message.objects.create(
-            conversation=conversation, role=Message.Role.USER, content=f"m{i}"
-        )
+    conversation, key = conversation_create(owner_id=owner.pk, title="t")
+    new = [NewMessage(role=Message.Role.USER, content=f"m{i}") for i in range(messages)]
+    for message in messages_add(conversation=conversation, key=key, messages=new):
         Citation.objects.create(message=message, document_id=1, chunk_id=1, title="d", marker=1)
     Conversation.objects.filter(pk=conversation.pk).update(
         updated_at=timezone.now() - timedelta(days=age_days)

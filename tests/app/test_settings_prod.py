@@ -154,6 +154,7 @@ def test_explicit_escape_hatches_allow_embedded_db_and_local_provider_above_inte
 
 _STRIP_PREFIXES = (
     "DJANGO_",
+    "CONVERSATION_KEK_",
     "ALLOW_",
     "LOCAL_PROVIDER_",
     "DATABASE_URL",
@@ -170,6 +171,7 @@ def _prod_env(**overrides: str | None) -> dict[str, str]:
         DJANGO_ALLOWED_HOSTS="chat.example.com",
         DATABASE_URL="postgres://u:p@db.example.com/app",
         LOCAL_PROVIDER_MAX_TIER="internal",
+        CONVERSATION_KEK_LOCAL_REF="file:/run/secrets/conversation-keks",
     )
     for name, value in overrides.items():
         if value is None:
@@ -203,6 +205,8 @@ def deploy_checks(tmp_path_factory) -> dict[str, subprocess.CompletedProcess[str
         "key_ref": _prod_env(DJANGO_SECRET_KEY=None, DJANGO_SECRET_KEY_REF=f"file:{key_file}"),
         "wildcard": _prod_env(DJANGO_ALLOWED_HOSTS="*"),
         "no_admin_mfa": _prod_env(ADMIN_MFA_REQUIRED="0"),
+        "no_kek": _prod_env(CONVERSATION_KEK_LOCAL_REF=None),
+        "vault_kek": _prod_env(CONVERSATION_KEK_LOCAL_REF=None, CONVERSATION_KEK_BACKEND="vault"),
     }
     with ThreadPoolExecutor(max_workers=len(envs)) as pool:
         futures = {name: pool.submit(_check_deploy, env) for name, env in envs.items()}
@@ -229,6 +233,14 @@ def test_deploy_check_accepts_secret_key_from_file_reference(deploy_checks):
     result = deploy_checks["key_ref"]
     assert result.returncode == 0, result.stderr
     assert "ImproperlyConfigured" not in result.stderr
+
+
+def test_prod_refuses_to_start_without_a_conversation_kek(deploy_checks):
+    result = deploy_checks["no_kek"]
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert "CONVERSATION_KEK_LOCAL_REF" in result.stderr
+    assert deploy_checks["vault_kek"].returncode == 0, deploy_checks["vault_kek"].stderr
 
 
 def test_prod_refuses_to_start_with_debug_on(deploy_checks):

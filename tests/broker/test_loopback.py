@@ -41,6 +41,7 @@ def test_prod_settings_force_the_loopback_off_whatever_the_environment_says():
         DJANGO_ALLOWED_HOSTS="chat.example.com",
         DATABASE_URL="postgres://u:p@db.example.com/app",
         LOCAL_PROVIDER_MAX_TIER="internal",
+        CONVERSATION_KEK_LOCAL_REF="file:/run/secrets/conversation-keks",
         LOOPBACK_PROVIDER_ENABLED="1",
     )
     code = (

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.conversation_crypto import data_key, message_content
 from app.models import Conversation, Message
 from broker.local import LocalProvider
 from broker.types import CompletionRequest, StreamEvent, TokenDelta
@@ -135,10 +136,11 @@ def test_streamed_turn_is_persisted(asgi_server, bearer):
     assert conversation.owner.username == "alice"
     messages = list(conversation.messages.all())
     assert [m.role for m in messages] == [Message.Role.USER, Message.Role.ASSISTANT]
-    assert messages[0].content == FORECAST_QUESTION
+    key = data_key(conversation)
+    assert message_content(messages[0], key) == FORECAST_QUESTION
     reply = messages[1]
     assert reply.pk == done["message_id"]
-    assert reply.content == done["answer"]
+    assert message_content(reply, key) == done["answer"]
     assert reply.provider == "local"
     assert reply.request_id == done["request_id"]
     assert [(c.document_id, c.chunk_id, c.title) for c in reply.citations.all()] == [
