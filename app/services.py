@@ -22,8 +22,8 @@ from app.models import ApiToken, BreakGlassGrant, Citation, Conversation, Messag
 from app.redis import redis_client
 from audit.models import EventType
 from audit.services import audit_record
-from orchestration.errors import Blocked
 from orchestration.anomaly import documents_velocity_record, failed_login_velocity_record
+from orchestration.errors import Blocked
 from orchestration.pipeline import Answer, Turn
 from retrieval.models import Document, IngestionJob
 from retrieval.services import document_create, document_replace_content, ingestion_submit
