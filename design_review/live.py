@@ -131,6 +131,29 @@ def _secrets_backend() -> tuple[str, str]:
     return "config", f"secret key set in the {settings.ENVIRONMENT} settings module"
 
 
+def _conversations_encrypted() -> tuple[bool, str]:
+    """Conversation text is stored only as ciphertext, and the configured KEK wraps and
+    unwraps a data key (a round trip through the keyring, Vault Transit included)."""
+    import os
+
+    from app.keyring import keyring
+    from app.models import Conversation, Message
+
+    def check() -> bool:
+        plaintext_columns = {"title", "content"} & {
+            f.name for model in (Conversation, Message) for f in model._meta.get_fields()
+        }
+        data_key = os.urandom(32)
+        ring = keyring()
+        wrapped = ring.wrap(data_key, context=b"design-review-probe")
+        unwrapped = ring.unwrap_many([(wrapped, b"design-review-probe")])
+        return not plaintext_columns and unwrapped == [data_key]
+
+    ok, how = _probe(check)
+    backend = settings.CONVERSATION_KEK_BACKEND
+    return ok, f"conversation text AES-256-GCM, data keys wrapped by the {backend} KEK ({how})"
+
+
 def _element_id(text: str) -> str:
     """An id the schema accepts, from a configured name (providers are named by operators)."""
     return re.sub(r"[^a-z0-9_.-]+", "-", text.lower()).strip("-")[:64] or "unnamed"
@@ -304,6 +327,7 @@ def describe_live() -> dict[str, Any]:
         gw_controls.append("audit_log")
 
     orch_controls, orch_ev = _orchestrator_controls()
+    encrypted, encrypted_how = _conversations_encrypted()
 
     rls = _rls_state()
     vs_controls = ["retrieval_acl", "data_classification"]
@@ -430,8 +454,12 @@ def describe_live() -> dict[str, Any]:
             "app-db",
             "datastore",
             "private",
-            ["per_user_authorization", "data_classification"],
-            {"per_user_authorization": "conversations read through conversations_of(principal)"},
+            ["per_user_authorization", "data_classification"]
+            + (["encryption_at_rest"] if encrypted else []),
+            {
+                "per_user_authorization": "conversations read through conversations_of(principal)",
+                "encryption_at_rest": encrypted_how,
+            },
             environment=environment,
             tiers=stored,
         ),

@@ -211,3 +211,18 @@ def test_provider_names_become_valid_element_ids():
 
     assert _element_id("provider-Azure OpenAI / EU:west") == "provider-azure-openai-eu-west"
     assert _element_id("provider-" + "x" * 100) == ("provider-" + "x" * 100)[:64]
+
+
+def test_live_review_sees_conversation_encryption_and_its_absence(settings):
+    """The app database carries encryption_at_rest only while the configured KEK really
+    wraps and unwraps a data key; without a usable KEK the review says so (DR-RT-07)."""
+    arch, report = _live()
+    assert "encryption_at_rest" in arch.elements["app-db"].controls
+    assert not _fires(report, "DR-RT-07", "app-db")
+
+    settings.CONVERSATION_KEK_ALLOW_DERIVED = False
+    settings.CONVERSATION_KEK_LOCAL_REF = ""
+    arch, report = _live()
+    assert "encryption_at_rest" not in arch.elements["app-db"].controls
+    assert "probe failed" in arch.elements["app-db"].attrs["evidence"]["encryption_at_rest"]
+    assert _fires(report, "DR-RT-07", "app-db")
