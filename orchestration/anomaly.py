@@ -181,21 +181,34 @@ def _bucket(window_s: int, now: float | None) -> int:
     return int((time.time() if now is None else now) // window_s)
 
 
-def request_velocity_record(
-    *, user_id: int, request_id: str = "", now: float | None = None
-) -> str | None:
-    """Count one authenticated request; a signal per VELOCITY_REQUESTS_PER_WINDOW."""
-    window, threshold = settings.VELOCITY_REQUESTS_WINDOW_S, settings.VELOCITY_REQUESTS_PER_WINDOW
-    key = f"anomaly:velocity:requests:{user_id}:{_bucket(window, now)}"
+def _count_in_window(
+    *, user_id: int, counter: str, kind: str, window: int, threshold: int,
+    request_id: str, now: float | None,
+) -> str | None:  # fmt: skip
+    """Count one event in the user's current window; a `kind` signal per `threshold`."""
+    key = f"anomaly:velocity:{counter}:{user_id}:{_bucket(window, now)}"
     pipe = redis_client().pipeline()
     pipe.incr(key)
     pipe.expire(key, window * 2)
     count = int(pipe.execute()[0])
     if threshold > 0 and count % threshold == 0:
-        return anomaly_signal_for(
-            user_id=user_id, kind="velocity_requests", request_id=request_id, now=now
-        )
+        return anomaly_signal_for(user_id=user_id, kind=kind, request_id=request_id, now=now)
     return None
+
+
+def request_velocity_record(
+    *, user_id: int, request_id: str = "", now: float | None = None
+) -> str | None:
+    """Count one authenticated request; a signal per VELOCITY_REQUESTS_PER_WINDOW."""
+    return _count_in_window(
+        user_id=user_id,
+        counter="requests",
+        kind="velocity_requests",
+        window=settings.VELOCITY_REQUESTS_WINDOW_S,
+        threshold=settings.VELOCITY_REQUESTS_PER_WINDOW,
+        request_id=request_id,
+        now=now,
+    )
 
 
 def documents_velocity_record(
@@ -229,15 +242,12 @@ def failed_login_velocity_record(
     per login name per 5 minutes) caps this at about three signals per anomaly window:
     strangers guessing a password can get the account's chat throttled for a while, not
     locked."""
-    window = settings.VELOCITY_FAILED_LOGINS_WINDOW_S
-    threshold = settings.VELOCITY_FAILED_LOGINS_PER_WINDOW
-    key = f"anomaly:velocity:failed-logins:{user_id}:{_bucket(window, now)}"
-    pipe = redis_client().pipeline()
-    pipe.incr(key)
-    pipe.expire(key, window * 2)
-    count = int(pipe.execute()[0])
-    if threshold > 0 and count % threshold == 0:
-        return anomaly_signal_for(
-            user_id=user_id, kind="failed_logins", request_id=request_id, now=now
-        )
-    return None
+    return _count_in_window(
+        user_id=user_id,
+        counter="failed-logins",
+        kind="failed_logins",
+        window=settings.VELOCITY_FAILED_LOGINS_WINDOW_S,
+        threshold=settings.VELOCITY_FAILED_LOGINS_PER_WINDOW,
+        request_id=request_id,
+        now=now,
+    )
