@@ -157,6 +157,17 @@ def _fake_embedding(text: str, dim: int = 384) -> list[float]:
     return [digest[i % len(digest)] / 255 for i in range(dim)]
 
 
+def _openai_chunk(base: dict[str, Any], delta: dict[str, Any], finish: str | None = None) -> str:
+    """One `chat.completion.chunk` event of an OpenAI stream."""
+    return json.dumps(
+        {
+            **base,
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+    )
+
+
 class _Dropped(Exception):
     """Raised inside the app to make uvicorn drop the connection mid-response."""
 
@@ -286,18 +297,8 @@ class LoopbackApp:
             if fault is not None and fault.kind == "disconnect" and i == fault.after_tokens:
                 raise _Dropped
             delta = {"role": "assistant", "content": word} if i == 0 else {"content": word}
-            chunk = {
-                **base,
-                "object": "chat.completion.chunk",
-                "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
-            }
-            await self._sse(send, json.dumps(chunk))
-        last = {
-            **base,
-            "object": "chat.completion.chunk",
-            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-        }
-        await self._sse(send, json.dumps(last))
+            await self._sse(send, _openai_chunk(base, delta))
+        await self._sse(send, _openai_chunk(base, {}, "stop"))
         if (body.get("stream_options") or {}).get("include_usage"):
             await self._sse(
                 send,
@@ -361,18 +362,8 @@ class LoopbackApp:
             piece = arguments[start : start + step]
             deltas.append({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
         for delta in deltas:
-            chunk = {
-                **base,
-                "object": "chat.completion.chunk",
-                "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
-            }
-            await self._sse(send, json.dumps(chunk))
-        last = {
-            **base,
-            "object": "chat.completion.chunk",
-            "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}],
-        }
-        await self._sse(send, json.dumps(last))
+            await self._sse(send, _openai_chunk(base, delta))
+        await self._sse(send, _openai_chunk(base, {}, "tool_calls"))
         await self._sse(send, "[DONE]")
         await send({"type": "http.response.body", "body": b""})
 
