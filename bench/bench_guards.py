@@ -108,7 +108,12 @@ def run_detection(rows: list[Row]) -> dict[str, Any]:
     from orchestration.pii import pii_entities
 
     thresholds = Thresholds.from_settings("GUARD_INPUT_THRESHOLDS")
+    from orchestration.pipeline import screen_input
+
     timings: dict[str, list[float]] = {"normalize": [], "rules": [], "similarity": [], "pii": []}
+    # "sequential": the steps' sum, one after the other (the baseline); "total": what the
+    # pipeline pays, normalisation then `screen_input` (PII alongside the scan), timed whole.
+    timings["sequential"] = []
     timings["total"] = []
     per_detector: dict[str, list[bool]] = {"rules": [], "similarity": []}
     verdicts: list[Action] = []
@@ -117,7 +122,12 @@ def run_detection(rows: list[Row]) -> dict[str, Any]:
     # Warm up the models (loaded once per process in production too).
     similarity_score(["warm up"])
     pii_entities("warm up John Smith")
+    screen_input("warm up John Smith", thresholds)
     for row in rows:
+        started = time.perf_counter()
+        normalized = normalize(row.text).text
+        screen_input(normalized, thresholds, views=inspection_views(row.text, normalized))
+        timings["total"].append((time.perf_counter() - started) * 1000)
         t0 = time.perf_counter()
         views = inspection_views(row.text, normalize(row.text).text)
         t1 = time.perf_counter()
@@ -140,7 +150,7 @@ def run_detection(rows: list[Row]) -> dict[str, Any]:
         # What the pipeline pays: similarity is skipped when the rules already block.
         rules_block = r_score >= thresholds.rules[1]
         pipeline_ms = (t1 - t0) + (t2 - t1) + (0 if rules_block else (t3 - t2)) + (t5 - t4)
-        timings["total"].append(pipeline_ms * 1000)
+        timings["sequential"].append(pipeline_ms * 1000)
         per_detector["rules"].append(r_score >= thresholds.rules[0])
         per_detector["similarity"].append(s_score >= thresholds.similarity[0])
         verdicts.append(action)
@@ -404,6 +414,7 @@ def _detection_md(title: str, det: dict[str, Any]) -> list[str]:
 def markdown(result: dict[str, Any]) -> str:
     lines = _detection_md("In-sample corpus", result["detection"])
     lines += _detection_md("Held-out split", result["held_out"])
+    lines += _detection_md("Blind held-out split 2", result["held_out_2"])
     lines += [
         "### PII redaction before an external provider (what the loopback server received)",
         "",
@@ -447,11 +458,18 @@ def main() -> None:
     django.setup()
     rows = load_corpus()
     held_out = load_corpus(DATA / "heldout")
-    check_disjoint(rows + held_out)
+    # Written by an engineer blind to the detector and committed before the detector
+    # changes it is used to judge; its misses are counted, never printed (nobody tunes on it).
+    held_out_2 = load_corpus(DATA / "heldout2")
+    check_disjoint(rows + held_out + held_out_2)
     benign = [r.text for r in rows + held_out if r.label == "benign"]
+    blind = run_detection(held_out_2)
+    blind["missed"] = [{"family": m["family"]} for m in blind["missed"]]
+    blind["false_blocks"] = []  # the rate stays in benign_blocked
     result = {
         "detection": run_detection(rows),
         "held_out": run_detection(held_out),
+        "held_out_2": blind,
         "pii": run_pii(benign),
         "context": run_context(),
     }
@@ -459,7 +477,7 @@ def main() -> None:
     (RESULTS / "guards.json").write_text(json.dumps(result, indent=2))
     (RESULTS / "guards.md").write_text(markdown(result))
     print(markdown(result))
-    for name in ("detection", "held_out"):
+    for name in ("detection", "held_out"):  # never held_out_2's texts
         if result[name]["missed"]:
             print(f"{name} missed:", json.dumps(result[name]["missed"], indent=1))
         if result[name]["false_blocks"]:

@@ -1,7 +1,7 @@
 """Filtered vector search under ACLs: recall, rows returned and latency per strategy.
 
     make bench-retrieval                      # synthetic 100k chunks, real text 20k
-    SIZE=1000000 CORPUS=synthetic make bench-retrieval
+    SIZE=1000000 CORPUS=synthetic RESULTS=retrieval-1m make bench-retrieval
 
 Builds a scratch database `bench_retrieval` on the configured server, migrates it with the
 project's own schema (RLS included) and, for each corpus, loads 384-d vectors with an ACL
@@ -63,6 +63,8 @@ TEXT_SIZE = int(os.environ.get("TEXT_SIZE", str(min(SIZE, 20_000))))
 CORPORA = os.environ.get("CORPUS", "synthetic,text").split(",")
 SEED = 20261125
 CACHE = Path(os.environ.get("BENCH_CACHE", ROOT / "var" / "bench-cache"))
+# Results go to bench/results/<RESULTS>.json and .md, so a 1M run keeps the 100k one.
+RESULTS = os.environ.get("RESULTS", "retrieval")
 
 
 @dataclass
@@ -426,7 +428,7 @@ def main() -> int:
 
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "retrieval.json").write_text(
+    (out / f"{RESULTS}.json").write_text(
         json.dumps(
             {
                 "queries": QUERIES,
@@ -454,7 +456,7 @@ def main() -> int:
             ),
             "",
         ]
-    (out / "retrieval.md").write_text("\n".join(table))
+    (out / f"{RESULTS}.md").write_text("\n".join(table))
     print("\n".join(table))
     return 0
 

@@ -12,6 +12,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -115,6 +116,18 @@ def pii_entities(text: str) -> dict[str, int]:
     for span in find_pii(text):
         counts[span.entity] = counts.get(span.entity, 0) + 1
     return counts
+
+
+# Threads that run PII detection alongside the injection scan of the same turn.
+_background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="pii")
+
+
+def pii_entities_in_background(text: str) -> Future[dict[str, int]]:
+    """`pii_entities(text)` on a worker thread. The input guard starts it, runs the
+    injection scan meanwhile and then waits: the two are independent, and both spend most
+    of their time in native code that releases the GIL (torch, spaCy's thinc), so a turn
+    waits for roughly the slower of the two rather than their sum."""
+    return _background.submit(pii_entities, text)
 
 
 _PLACEHOLDER_NAMES = {
