@@ -128,6 +128,23 @@ RULES: tuple[Rule, ...] = (
         r"\binstead\s+of\s+(?:answering|responding|replying|summari[sz]ing|helping)\b",
     ),
     _rule(
+        "task.hijack_redirect",
+        0.7,
+        r"\b(?:don'?t|do\s+not|skip|ignore|forget|never\s+mind|stop)\s+(?:\w+\s+){0,3}?"
+        r"(?:answer(?:ing)?|respond(?:ing)?|reply(?:ing)?|(?:my|the|that|this)\s+question)\b"
+        r"[^.?!\n]{0,60}?\b(?:instead|rather)\b",
+    ),
+    _rule(
+        "fiction.ai_breaks_its_rules",
+        0.7,
+        r"\b(?:story|novel|screenplay|script|poem|play|scene|role-?play|video|game|fiction\w*|"
+        r"hypothetical\w*|imagine)\b.{0,120}?\b(?:ai|assistant|chatbot|bot|model)\b.{0,80}?"
+        r"\b(?:reveal\w*|leak\w*|recit\w*|print\w*|ignor\w*|bypass\w*|disabl\w*|"
+        r"break\w*|switch\w*\s+off|turn\w*\s+off)\s+(?:\w+\s+){0,3}?(?:its|his|her|the|all)\s+"
+        r"(?:own\s+)?(?:\w+\s+)?(?:instructions|rules|prompt|filters|guardrails|safety|"
+        r"restrictions|guidelines)",
+    ),
+    _rule(
         "exfil.repeat_above",
         0.9,
         r"\b(?:repeat|print|output|copy|echo)\s+(?:\w+\s+){0,3}?(?:everything|all|the\s+text|"
@@ -203,6 +220,52 @@ RULES: tuple[Rule, ...] = (
         0.75,
         r"\b(?:decode|decrypt|translate|convert|unscramble)\s+(?:\w+\s+){0,5}?(?:and|then)\s+"
         r"(?:follow|execute|obey|do|run|carry\s+out|act\s+on|perform)",
+    ),
+    # The same families in other languages. MiniLM is an English model: non-English lines
+    # in its attack library put every question in that language near an attack, so the
+    # rules alone carry the common phrasings of the three families attacks use most
+    # (override, prompt extraction, "no restrictions") in a dozen languages.
+    _rule(
+        "override.ignore_previous_i18n",
+        0.9,
+        r"\b(?:ignor[ae]\w*|ignorier\w*|olvid[ae]\w*|omit[ae]|descart[ae]\w*|desconsider[ae]\w*|"
+        r"esque[cç]a\w*|oublie\w*|n[ée]glige\w*|vergiss\w*|vergessen|missachte\w*|"
+        r"dimentica\w*|trascura\w*|negeer\w*|vergeet|zignoruj\w*|ignoruj\w*|zapomnij\w*|"
+        r"проигнорируй\w*|игнорируй\w*|забудь\w*|не\s+обращай\w*\s+внимани\w*|yoksay\w*|"
+        r"unut\w*)\W+(?:\w+\W+){0,5}?"
+        r"(?:instrucc?i[oó]n\w*|instru[cç][õo]\w*|instructions?|istruzion\w*|instructies|"
+        r"instrukcj\w*|anweisung\w*|anleitung\w*|vorgaben|richtlijnen|aanwijzingen|"
+        r"indicaciones|consignes|directiv\w*|direttiv\w*|diretrizes|orienta[cç][õo]es|"
+        r"reglas|r[eè]gles|regole|regras|regeln|regels|zasad\w*|regu[lł]\w*|polece[nń]\w*|"
+        r"инструкци\w*|правил\w*|указани\w*|talimat\w*|kural\w*)|"
+        r"(?:忽略|无视|忽视|忘记|忘掉|不要理会|無視|忘れ|무시)\S{0,12}?"
+        r"(?:指令|指示|规则|規則|说明|提示|命令|ルール|プロンプト|지시|규칙|명령|프롬프트)|"
+        r"(?:之前|以前|先前|上面|所有)的?(?:指令|指示|规则)\S{0,6}?(?:忽略|无视|作废)|"
+        r"(?:指示|ルール|命令)を?(?:すべて|全て)?(?:無視|忘れ)",
+    ),
+    _rule(
+        "exfil.system_prompt_i18n",
+        0.9,
+        r"\b(?:prompt|mensaje|instrucciones|indicaciones)\s+(?:del?\s+)?sistema\b|"
+        r"\bprompt\s+(?:syst[eè]me|do\s+sistema|di\s+sistema|systemowy\w*)\b|"
+        r"\b(?:system-?prompt|systemanweisung\w*|systeemprompt|systeeminstructies)\b|"
+        r"\bсистемн\w+\s+(?:промпт\w*|инструкци\w*|подсказ\w*|сообщени\w*)|"
+        r"系统提示|系统指令|系統提示|システムプロンプト|システム指示|시스템\s?프롬프트|"
+        r"\b(?:instrucciones|instructions|consignes|anweisungen|istruzioni|instru[cç][õo]es|"
+        r"instructies|instrukcje|инструкции)\s+(?:\w+\s+){0,2}?(?:ocultas|secretas|iniciales|"
+        r"originales|cach[ée]es|secr[eè]tes|initiales|versteckten|geheimen|urspr[üu]nglichen|"
+        r"nascoste|segrete|iniziali|ocultas|secretas|iniciais|verborgen|geheime|ukryte|"
+        r"скрытые|секретные|исходные)",
+    ),
+    _rule(
+        "jailbreak.no_restrictions_i18n",
+        0.6,
+        r"\b(?:sin|sem|sans|ohne|senza|zonder|bez|без)\s+(?:\w+\s+){0,2}?"
+        r"(?:restricci\w*|restri[cç][õo]\w*|restrictions?|restrizion\w*|einschr[äa]nkung\w*|"
+        r"beperkingen|ogranicze\w*|ограничени\w*|censura|censure|zensur|censuur|cenzur\w*|"
+        r"цензур\w*|filtros?|filtres?|filtern?|filtri|filters|filtr[óo]w|фильтр\w*|"
+        r"reglas|r[eè]gles|regeln|regole|regras|regels|zasad|правил)\b|"
+        r"没有任何限制|不受任何限制|无任何限制|不受限制|制限のない|制限なし|제한\s?없",
     ),
     _rule(
         "hypothetical.harmful_frame",

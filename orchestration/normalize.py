@@ -149,6 +149,22 @@ def decoded_payloads(text: str) -> list[str]:
     return found
 
 
+# Letters kept apart by a separator ("i.g.n.o.r.e", "i-g-n-o-r-e", "i g n o r e"): single
+# characters joined by one of . - _ * · / or a single space, at least three in a row.
+_SPLIT_LETTERS = re.compile(r"(?<!\w)\w(?:([.\-_*·/ ])\w(?!\w)){2,}(?![.\-_*·/]?\w)")
+
+
+def join_split_letters(text: str) -> str:
+    """Rejoin words whose letters were split by separators; words stay apart where the
+    writer left a wider gap ("i g n o r e  a l l" -> "ignore all")."""
+
+    def joined(match: re.Match[str]) -> str:
+        separator = match.group(1)
+        return match.group().replace(separator, "")
+
+    return _SPLIT_LETTERS.sub(joined, text)
+
+
 def unleet(text: str) -> str:
     """Replace digits/symbols inside words with the letters they stand for."""
     return _LEET_WORD.sub(lambda m: m.group().translate(_LEET), text)
@@ -157,7 +173,8 @@ def unleet(text: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Views:
     """Renderings of one input for the detectors. `semantic` (the text, homoglyph-folded,
-    decoded payloads) are worth embedding; `all` adds rot13 and leetspeak for the rules."""
+    decoded payloads) are worth embedding; `all` adds rot13, leetspeak, letters split by
+    separators rejoined, and the text reversed, for the rules."""
 
     semantic: tuple[str, ...]
     all: tuple[str, ...]
@@ -166,13 +183,19 @@ class Views:
 def inspection_views(raw: str, normalized: str) -> Views:
     """Every rendering of the input a detector should scan, the normalized text first.
 
-    rot13 and leetspeak are always added for the rules (cheap; a benign text decodes to
-    noise that no rule matches); base64/hex/tag payloads are added when present."""
+    rot13, leetspeak, rejoined split letters and the reversed text are always added for
+    the rules (cheap; a benign text turns into noise that no rule matches); base64/hex/tag
+    payloads are added when present."""
     folded = fold_confusables(normalized)
     semantic = [normalized, folded]
     semantic.extend(
         fold_confusables(unicodedata.normalize("NFKC", p)) for p in decoded_payloads(raw)
     )
-    transforms = [codecs.encode(folded, "rot13"), unleet(folded)]
+    transforms = [
+        codecs.encode(folded, "rot13"),
+        unleet(folded),
+        join_split_letters(folded),
+        folded[::-1],  # text written backwards
+    ]
     semantic_unique = tuple(dict.fromkeys(v for v in semantic if v.strip()))
     return Views(semantic_unique, tuple(dict.fromkeys((*semantic_unique, *transforms))))
