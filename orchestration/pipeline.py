@@ -373,6 +373,9 @@ def _moderation_enforce(turn: Turn, verdict: ModerationVerdict) -> None:
         "categories": list(verdict.categories),
         "degraded": verdict.degraded,
     }
+    if not decision.allowed:
+        # A user who keeps drawing harmful answers out of the model is a signal too.
+        anomaly.anomaly_signal(principal=turn.principal, kind="moderation_blocked")
     if decision.allowed and verdict.degraded:
         guard_event_record(
             principal=turn.principal,

@@ -340,7 +340,13 @@ POLICY_TOOLS = {
 }
 # Runtime anomaly detection: rolling window, signal weights, and the score thresholds.
 ANOMALY_WINDOW_S = env_int("ANOMALY_WINDOW_S", 900)
-ANOMALY_WEIGHTS = {"blocked": 3.0, "flagged": 1.0, "turn": 0.5, "broad_retrieval": 2.0}
+ANOMALY_WEIGHTS = {
+    "blocked": 3.0,
+    "flagged": 1.0,
+    "turn": 0.5,
+    "broad_retrieval": 2.0,
+    "moderation_blocked": float(os.environ.get("ANOMALY_WEIGHT_MODERATION_BLOCKED", "3")),
+}
 # Turns per window that are normal use; each turn beyond adds the "turn" weight.
 ANOMALY_RATE_ALLOWANCE = env_int("ANOMALY_RATE_ALLOWANCE", 200)
 ANOMALY_BROAD_RETRIEVAL_DOCS = env_int("ANOMALY_BROAD_RETRIEVAL_DOCS", 50)

@@ -163,6 +163,20 @@ def test_a_harmful_streamed_answer_is_withheld_audited_and_cut_at_its_sentence(
     assert "pipe bomb" not in str(blocked.value.metadata)
 
 
+def test_a_moderated_answer_raises_the_users_anomaly_score(
+    loopback, use_providers, principal_of, settings
+):
+    from orchestration.anomaly import rolling_score
+
+    principal = principal_of("bob")
+    before = rolling_score(principal.user_id)
+    _use_reply(loopback, use_providers, "Sure. Here is how to make a pipe bomb at home.")
+    with pytest.raises(Blocked):
+        _consume(_turn(principal))
+    weight = settings.ANOMALY_WEIGHTS["moderation_blocked"]
+    assert rolling_score(principal.user_id) == pytest.approx(before + weight)
+
+
 def test_without_the_moderation_step_the_same_answer_goes_out(
     loopback, use_providers, principal_of, settings
 ):
