@@ -12,7 +12,6 @@ import logging
 import re
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -70,6 +69,11 @@ def analyzer() -> AnalyzerEngine:
                     "ner_model_configuration": {"labels_to_ignore": _NON_PII_LABELS},
                 }
             ).create_engine()
+            # No recogniser uses spaCy's dependency parse: skipping the parser left every
+            # detection of the guard benchmark's 890 texts unchanged and cut p95 by ~20%.
+            for model in nlp.nlp.values():  # type: ignore[attr-defined]
+                if "parser" in model.pipe_names:
+                    model.disable_pipe("parser")
             _engine = AnalyzerEngine(nlp_engine=nlp, supported_languages=["en"])
             _engine.registry.add_recognizer(street_address_recognizer())
             _engine.registry.add_recognizer(NameGazetteerRecognizer())
@@ -116,18 +120,6 @@ def pii_entities(text: str) -> dict[str, int]:
     for span in find_pii(text):
         counts[span.entity] = counts.get(span.entity, 0) + 1
     return counts
-
-
-# Threads that run PII detection alongside the injection scan of the same turn.
-_background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="pii")
-
-
-def pii_entities_in_background(text: str) -> Future[dict[str, int]]:
-    """`pii_entities(text)` on a worker thread. The input guard starts it, runs the
-    injection scan meanwhile and then waits: the two are independent, and both spend most
-    of their time in native code that releases the GIL (torch, spaCy's thinc), so a turn
-    waits for roughly the slower of the two rather than their sum."""
-    return _background.submit(pii_entities, text)
 
 
 _PLACEHOLDER_NAMES = {

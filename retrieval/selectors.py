@@ -113,8 +113,10 @@ def _visible_chunks(principal: Principal) -> QuerySet[Chunk]:
 def estimated_visible_chunks(principal: Principal, *, cap: int) -> int:
     """About how many chunks the principal may read, from index-only counts that cost no
     policy check per row: the documents granted to the user or their groups (the grant
-    tables), plus those open to every signed-in user (a partial index; counted up to what
-    `cap` chunks need), times the mean chunks per document (table statistics).
+    tables), plus those open to every signed-in user (a partial index), times the mean
+    chunks per document (table statistics). Each count stops at what `cap` chunks need:
+    the plan only asks "at most `cap`?", and counting a group's 100,000 grants in full
+    cost more than the search itself.
 
     Counting visible chunks directly costs a row-level-security check per row, which
     dominates the search itself. This over-estimates (tiers are ignored, grants overlap):
@@ -122,16 +124,24 @@ def estimated_visible_chunks(principal: Principal, *, cap: int) -> int:
     scope."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT (SELECT reltuples FROM pg_class WHERE oid = 'retrieval_chunk'::regclass),"
-            " (SELECT reltuples FROM pg_class WHERE oid = 'retrieval_document'::regclass),"
-            " (SELECT count(*) FROM retrieval_document_allowed_users WHERE user_id = %s),"
-            " (SELECT count(*) FROM retrieval_document_allowed_groups"
-            "   WHERE group_id = ANY(%s::int[]))",
-            [principal.user_id, list(principal.group_ids)],
+            "WITH stats AS ("
+            "  SELECT CASE WHEN c.reltuples > 0 AND d.reltuples > 0"
+            "   THEN c.reltuples / d.reltuples ELSE 10 END AS per_document"
+            "  FROM pg_class c, pg_class d"
+            "  WHERE c.oid = 'retrieval_chunk'::regclass"
+            "   AND d.oid = 'retrieval_document'::regclass),"
+            " bound AS (SELECT per_document, floor(%s / per_document)::bigint + 1 AS n"
+            "  FROM stats)"
+            " SELECT per_document,"
+            "  (SELECT count(*) FROM (SELECT 1 FROM retrieval_document_allowed_users"
+            "    WHERE user_id = %s LIMIT (SELECT n FROM bound)) AS u),"
+            "  (SELECT count(*) FROM (SELECT 1 FROM retrieval_document_allowed_groups"
+            "    WHERE group_id = ANY(%s::int[]) LIMIT (SELECT n FROM bound)) AS g)"
+            " FROM bound",
+            [cap, principal.user_id, list(principal.group_ids)],
         )
         row = cursor.fetchone()
-    chunks, documents, user_grants, group_grants = row if row else (0, 0, 0, 0)
-    per_document = chunks / documents if chunks > 0 and documents > 0 else 10.0
+    per_document, user_grants, group_grants = row if row else (10.0, 0, 0)
     open_documents = (
         Document.objects.filter(
             all_authenticated=True, classification__lte=int(principal.clearance)
