@@ -16,7 +16,12 @@ PII_MESSAGE = (
     "My name is Jane Roe, e-mail jane.roe@example.com, card 4111 1111 1111 1111,"
     " phone 555-0199: what is the per diem?"
 )
-FRAGMENTS = ("Jane", "Roe", "jane.roe", "example.com", "4111", "555-0199", "per diem")
+# The card as typed and with its spaces removed. Not a bare "4111": random request and
+# token ids are hex, and one of them contained "4111" (a failed CI run).
+FRAGMENTS = (
+    "Jane", "Roe", "jane.roe", "example.com", "4111 1111", "4111111111111111", "555-0199",
+    "per diem",
+)  # fmt: skip
 
 
 def _events_of(request_id: str) -> str:
