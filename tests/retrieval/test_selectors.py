@@ -248,7 +248,6 @@ def test_a_short_hnsw_result_falls_back_to_the_exact_plan(principal_of, settings
     with connection.cursor() as cursor:
         # Undone with the test's transaction. At this size the planner would rather sort
         # than walk the graph; at production size it walks the graph (bench-retrieval).
-        cursor.execute("ANALYZE retrieval_chunk")
         cursor.execute("SET hnsw.max_scan_tuples = 1")
         cursor.execute("SET enable_seqscan = off")
         cursor.execute("SET enable_bitmapscan = off")
