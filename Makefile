@@ -63,6 +63,11 @@ clean: stop
 bench-design-review: venv
 	ELEMENTS=$(or $(ELEMENTS),200) RUNS=$(or $(RUNS),30) $(BIN)/python bench/bench_design_review.py
 
+.PHONY: guard-embeddings
+## Recompute the learned guard's training-corpus embeddings after editing its corpus.
+guard-embeddings: venv
+	$(BIN)/python -m orchestration.guard_model
+
 .PHONY: bench-guards
 ## Guardrails: detection/false-positive rates on the labelled corpus, latency per guard.
 bench-guards: venv

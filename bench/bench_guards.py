@@ -26,9 +26,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,8 @@ def load_corpus(directory: Path = DATA) -> list[Row]:
 
 
 def check_disjoint(rows: list[Row]) -> None:
-    """The corpus must not contain the detector's own reference texts."""
+    """The corpus must not contain the detector's own reference or training texts."""
+    from orchestration.guard_model import load_corpus as training_corpus
     from orchestration.injection import (
         ATTACK_LIBRARY,
         BENIGN_ANCHORS,
@@ -66,12 +68,15 @@ def check_disjoint(rows: list[Row]) -> None:
         _lines,
     )
 
+    def key(text: str) -> str:  # case, spacing and punctuation do not make a text new
+        return re.sub(r"\W+", " ", text).strip().lower()
+
     reference = {
-        t.strip().lower()
+        key(t)
         for path in (ATTACK_LIBRARY, BENIGN_ANCHORS, BENIGN_CONTEXT_ANCHORS)
         for t in _lines(path)
-    }
-    overlap = [r.text for r in rows if r.text.strip().lower() in reference]
+    } | {key(example.text) for example in training_corpus()}
+    overlap = [r.text for r in rows if key(r.text) in reference]
     if overlap:
         raise SystemExit(f"corpus overlaps the detector's reference data: {overlap[:3]}")
 
@@ -96,31 +101,29 @@ def rates(fired: list[bool], labels: list[bool]) -> dict[str, float]:
 
 
 def run_detection(rows: list[Row]) -> dict[str, Any]:
-    from orchestration.injection import (
-        Action,
-        Thresholds,
-        classifier_score,
-        decide,
-        rule_score,
-        similarity_score,
-    )
+    from orchestration.injection import Action, Thresholds, rule_score, scan
     from orchestration.normalize import inspection_views, normalize
     from orchestration.pii import pii_entities
 
     thresholds = Thresholds.from_settings("GUARD_INPUT_THRESHOLDS")
+    # For each detector's own precision and recall, every detector scores every text (the
+    # pipeline skips the later ones once the rules block); not timed.
+    every_detector = replace(thresholds, rules=(thresholds.rules[0], 2.0))
     from orchestration.pipeline import screen_input
 
-    timings: dict[str, list[float]] = {"normalize": [], "rules": [], "similarity": [], "pii": []}
-    # "sequential": the steps' sum, one after the other (the baseline); "total": what the
-    # pipeline pays, normalisation then `screen_input` (PII alongside the scan), timed whole.
+    # "scan" is every detector after the rules (similarity, learned, classifier), which the
+    # pipeline skips when the rules already block. "sequential": the steps' sum, one after
+    # the other (the baseline); "total": what the pipeline pays, normalisation then
+    # `screen_input` (PII alongside the scan), timed whole.
+    timings: dict[str, list[float]] = {"normalize": [], "rules": [], "scan": [], "pii": []}
     timings["sequential"] = []
     timings["total"] = []
-    per_detector: dict[str, list[bool]] = {"rules": [], "similarity": []}
+    per_detector: dict[str, list[bool]] = {"rules": [], "similarity": [], "learned": []}
     verdicts: list[Action] = []
     missed: list[dict[str, str]] = []
     false_blocks: list[str] = []
     # Warm up the models (loaded once per process in production too).
-    similarity_score(["warm up"])
+    scan("warm up", thresholds)
     pii_entities("warm up John Smith")
     screen_input("warm up John Smith", thresholds)
     for row in rows:
@@ -129,30 +132,27 @@ def run_detection(rows: list[Row]) -> dict[str, Any]:
         screen_input(normalized, thresholds, views=inspection_views(row.text, normalized))
         timings["total"].append((time.perf_counter() - started) * 1000)
         t0 = time.perf_counter()
-        views = inspection_views(row.text, normalize(row.text).text)
+        normalized = normalize(row.text).text
+        views = inspection_views(row.text, normalized)
         t1 = time.perf_counter()
-        r_score, _ = rule_score(list(views.all))
+        rule_score(list(views.all))
         t2 = time.perf_counter()
-        s_score = similarity_score(list(views.semantic[:4]))
+        verdict = scan(normalized, thresholds, views=views)
         t3 = time.perf_counter()
-        clf = classifier_score(views.semantic[0])
-        scores = {"rules": r_score, "similarity": s_score}
-        if clf is not None:
-            scores["classifier"] = clf
-        action, _ = decide(scores, thresholds)
+        pii_entities(normalized)
         t4 = time.perf_counter()
-        pii_entities(views.semantic[0])
-        t5 = time.perf_counter()
+        action = verdict.action
         timings["normalize"].append((t1 - t0) * 1000)
         timings["rules"].append((t2 - t1) * 1000)
-        timings["similarity"].append((t3 - t2) * 1000)
-        timings["pii"].append((t5 - t4) * 1000)
-        # What the pipeline pays: similarity is skipped when the rules already block.
-        rules_block = r_score >= thresholds.rules[1]
-        pipeline_ms = (t1 - t0) + (t2 - t1) + (0 if rules_block else (t3 - t2)) + (t5 - t4)
-        timings["sequential"].append(pipeline_ms * 1000)
-        per_detector["rules"].append(r_score >= thresholds.rules[0])
-        per_detector["similarity"].append(s_score >= thresholds.similarity[0])
+        timings["scan"].append((t3 - t2) * 1000)
+        timings["pii"].append((t4 - t3) * 1000)
+        timings["sequential"].append((t1 - t0 + t3 - t2 + t4 - t3) * 1000)
+        all_scores = scan(normalized, every_detector, views=views).scores
+        for detector in per_detector:
+            score = all_scores.get(detector)
+            per_detector[detector].append(
+                score is not None and score >= getattr(thresholds, detector)[0]
+            )
         verdicts.append(action)
         if row.label == "attack" and action is Action.ALLOW:
             missed.append({"family": row.family, "text": row.text[:90]})
@@ -171,8 +171,7 @@ def run_detection(rows: list[Row]) -> dict[str, Any]:
     return {
         "corpus": {"attacks": sum(labels), "benign": len(labels) - sum(labels)},
         "detectors": {
-            "rules": rates(per_detector["rules"], labels),
-            "similarity": rates(per_detector["similarity"], labels),
+            **{name: rates(fired, labels) for name, fired in per_detector.items()},
             "combined": rates(detected, labels),
         },
         "attacks_blocked_or_flagged": sum(v >= Action.FLAG for v in attacks) / len(attacks),
@@ -415,6 +414,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = _detection_md("In-sample corpus", result["detection"])
     lines += _detection_md("Held-out split", result["held_out"])
     lines += _detection_md("Blind held-out split 2", result["held_out_2"])
+    lines += _detection_md("Blind held-out split 3", result["held_out_3"])
     lines += [
         "### PII redaction before an external provider (what the loopback server received)",
         "",
@@ -461,15 +461,18 @@ def main() -> None:
     # Written by an engineer blind to the detector and committed before the detector
     # changes it is used to judge; its misses are counted, never printed (nobody tunes on it).
     held_out_2 = load_corpus(DATA / "heldout2")
-    check_disjoint(rows + held_out + held_out_2)
+    held_out_3 = load_corpus(DATA / "heldout3")
+    check_disjoint(rows + held_out + held_out_2 + held_out_3)
     benign = [r.text for r in rows + held_out if r.label == "benign"]
-    blind = run_detection(held_out_2)
-    blind["missed"] = [{"family": m["family"]} for m in blind["missed"]]
-    blind["false_blocks"] = []  # the rate stays in benign_blocked
+    blind = {}
+    for name, split in (("held_out_2", held_out_2), ("held_out_3", held_out_3)):
+        blind[name] = run_detection(split)
+        blind[name]["missed"] = [{"family": m["family"]} for m in blind[name]["missed"]]
+        blind[name]["false_blocks"] = []  # the rate stays in benign_blocked
     result = {
         "detection": run_detection(rows),
         "held_out": run_detection(held_out),
-        "held_out_2": blind,
+        **blind,
         "pii": run_pii(benign),
         "context": run_context(),
     }
@@ -477,7 +480,7 @@ def main() -> None:
     (RESULTS / "guards.json").write_text(json.dumps(result, indent=2))
     (RESULTS / "guards.md").write_text(markdown(result))
     print(markdown(result))
-    for name in ("detection", "held_out"):  # never held_out_2's texts
+    for name in ("detection", "held_out"):  # never the blind splits' texts
         if result[name]["missed"]:
             print(f"{name} missed:", json.dumps(result[name]["missed"], indent=1))
         if result[name]["false_blocks"]:

@@ -1,13 +1,16 @@
 """Prompt-injection and jailbreak detection, layered and scored.
 
-Three detectors, cheapest first, each giving a score in [0, 1]:
+Four detectors, cheapest first, each giving a score in [0, 1]:
 
 1. rules — regular expressions for the phrasing of known attack families, over every
    inspection view of the text (normalised, homoglyph-folded, decoded base64/hex/tag
    payloads, rot13, leetspeak);
 2. similarity — cosine similarity (MiniLM) of the text's sentences to a library of known
    attack patterns (`data/attack_patterns.txt`);
-3. classifier — optional: an OpenAI-compatible endpoint serving a guard model, off unless
+3. learned — a logistic regression over the same embeddings and character n-grams, fit
+   from the labelled corpus in `data/classifier/` (`guard_model.py`); on when its
+   thresholds are set;
+4. classifier — optional: an OpenAI-compatible endpoint serving a guard model, off unless
    `GUARD_CLASSIFIER_URL` is set.
 
 `scan` returns the scores and a verdict (allow / flag / block) against a set of thresholds:
@@ -361,22 +364,28 @@ def sentences(text: str, *, max_sentences: int = 24) -> list[str]:
     return out[:max_sentences]
 
 
-def similarity_score(texts: list[str], *, anchors: str = "input") -> float:
-    """How much closer a segment of `texts` is to a known attack than to a benign anchor,
-    mapped to [0, 1] (0.5 = equally close). Raw similarity alone flags every question that
-    talks about security; the margin over the benign anchors does not."""
-    from broker.embeddings import embed_texts
-
+def pieces_of(texts: list[str], *, anchors: str = "input") -> list[str]:
+    """What the embedding detectors score: an input's segments, or a passage's sentences."""
     if anchors == "context":
         # An instruction planted in a document is a sentence or two among ordinary prose:
         # score each sentence, or the passage's own prose dilutes it.
-        pieces = [p for t in texts for p in sentences(t)]
-    else:
-        pieces = [s for t in texts for s in segments(t)]
-    if not pieces:
+        return [p for t in texts for p in sentences(t)]
+    return [s for t in texts for s in segments(t)]
+
+
+def embed_pieces(pieces: list[str]) -> np.ndarray:
+    from broker.embeddings import embed_texts
+
+    return np.asarray(embed_texts(pieces), dtype=np.float32).reshape(len(pieces), -1)
+
+
+def similarity_of(vectors: np.ndarray, *, anchors: str = "input") -> float:
+    """How much closer one of the embedded pieces is to a known attack than to a benign
+    anchor, mapped to [0, 1] (0.5 = equally close). Raw similarity alone flags every
+    question that talks about security; the margin over the benign anchors does not."""
+    if not len(vectors):
         return 0.0
     attacks, benign = reference_embeddings(anchors)
-    vectors = np.asarray(embed_texts(pieces), dtype=np.float32)
     to_attack = (vectors @ attacks.T).max(axis=1)
     to_benign = (vectors @ benign.T).max(axis=1)
     if float(to_attack.max()) < SIMILARITY_FLOOR:
@@ -385,6 +394,12 @@ def similarity_score(texts: list[str], *, anchors: str = "input") -> float:
     # attack (short or odd text can sit far from every anchor without being near an attack).
     per_segment = np.minimum(0.5 + SIMILARITY_GAIN * (to_attack - to_benign), to_attack + 0.25)
     return float(min(1.0, max(0.0, float(per_segment.max()))))
+
+
+def similarity_score(texts: list[str], *, anchors: str = "input") -> float:
+    """`similarity_of` the pieces of `texts`, embedded here."""
+    pieces = pieces_of(texts, anchors=anchors)
+    return similarity_of(embed_pieces(pieces), anchors=anchors) if pieces else 0.0
 
 
 # -- classifier ----------------------------------------------------------------------------
@@ -451,6 +466,7 @@ class Thresholds:
     rules: tuple[float, float]
     similarity: tuple[float, float]
     classifier: tuple[float, float]
+    learned: tuple[float, float] = (1.1, 1.1)  # off unless set
     use_similarity: bool = True
     similarity_anchors: str = "input"  # benign anchor set: "input" or "context"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -462,6 +478,7 @@ class Thresholds:
             rules=tuple(values["rules"]),  # type: ignore[arg-type]
             similarity=tuple(values["similarity"]),  # type: ignore[arg-type]
             classifier=tuple(values["classifier"]),  # type: ignore[arg-type]
+            learned=tuple(values.get("learned", (1.1, 1.1))),  # type: ignore[arg-type]
             use_similarity=bool(values.get("use_similarity", True)),
             similarity_anchors=str(values.get("similarity_anchors", "input")),
         )
@@ -472,6 +489,7 @@ def decide(scores: dict[str, float], thresholds: Thresholds) -> tuple[Action, st
     for detector, (flag_at, block_at) in (
         ("rules", thresholds.rules),
         ("similarity", thresholds.similarity),
+        ("learned", thresholds.learned),
         ("classifier", thresholds.classifier),
     ):
         score = scores.get(detector)
@@ -494,11 +512,16 @@ def scan(text: str, thresholds: Thresholds, *, views: Views | None = None) -> Ve
     rules_score, matched = rule_score(list(views.all))
     scores["rules"] = rules_score
     action, decided_by = decide(scores, thresholds)
-    # Similarity and the classifier only run when the cheap rules have not already blocked.
+    # Similarity and the learned detector only run when the cheap rules have not already
+    # blocked; they share one embedding of the text's pieces.
     if action < Action.BLOCK and thresholds.use_similarity:
-        scores["similarity"] = similarity_score(
-            list(views.semantic[:4]), anchors=thresholds.similarity_anchors
-        )
+        pieces = pieces_of(list(views.semantic[:4]), anchors=thresholds.similarity_anchors)
+        vectors = embed_pieces(pieces) if pieces else np.zeros((0, 0), dtype=np.float32)
+        scores["similarity"] = similarity_of(vectors, anchors=thresholds.similarity_anchors)
+        if thresholds.learned[0] <= 1.0:
+            from orchestration.guard_model import guard_model
+
+            scores["learned"] = guard_model().score(pieces, vectors)
         action, decided_by = decide(scores, thresholds)
     if action < Action.BLOCK:
         clf = classifier_score(views.semantic[0])

@@ -1,0 +1,176 @@
+"""The learned detector: a logistic regression over MiniLM embeddings and character n-grams,
+fit from the labelled corpus the project ships (`data/classifier/`).
+
+The similarity layer asks "is this text close to one known attack?"; this one learns which
+directions of the embedding space, and which character sequences, separate attacks from
+ordinary questions across many examples, so it generalises to phrasings no library line
+has. Character n-grams carry what MiniLM (an English model) misses: attacks written in
+other languages, and spelling games.
+
+No weights are stored: the model is fit when first needed in a process (under a second),
+from the corpus in the repository, deterministically. So the weights can never drift from
+the data they claim to come from, and there is no pickled model to trust. The corpus's
+MiniLM embeddings ship beside it (`embeddings.npy`, plain float32, loaded without pickle)
+because computing them takes seconds; they are used only when `embeddings.digest` matches
+the corpus texts and the pinned model, otherwise they are recomputed (and a test fails until
+`make guard-embeddings` refreshes them). The evaluation sets under bench/data/guards/ are
+never part of the fit (`make bench-guards` refuses to run if they overlap).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.logs import get_logger
+
+log = get_logger("orchestration.guard_model")
+CORPUS = Path(__file__).parent / "data" / "classifier"
+EMBEDDINGS = CORPUS / "embeddings.npy"
+EMBEDDINGS_DIGEST = CORPUS / "embeddings.digest"
+# Fixed at fit time (chosen by cross-validation on the training corpus only; see
+# `make bench-guards` for the held-out figures).
+NGRAMS = (2, 5)
+EMBEDDING_WEIGHT = 0.5  # the embedding block's scale against the unit-norm n-gram block
+C = 8.0
+
+_lock = threading.Lock()
+_model: GuardModel | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    text: str
+    attack: bool
+    family: str
+    lang: str
+
+
+def load_corpus(directory: Path = CORPUS) -> list[Example]:
+    rows = []
+    for name in ("attacks.jsonl", "benign.jsonl"):
+        for line in (directory / name).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                item = json.loads(line)
+                rows.append(
+                    Example(
+                        item["text"],
+                        item["label"] == "attack",
+                        item.get("family", ""),
+                        item.get("lang", ""),
+                    )
+                )
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class GuardModel:
+    vectorizer: Any  # sklearn TfidfVectorizer
+    classifier: Any  # sklearn LogisticRegression
+    embedding_weight: float
+
+    def features(self, texts: Sequence[str], vectors: np.ndarray) -> Any:
+        from scipy.sparse import csr_matrix, hstack
+
+        ngrams = self.vectorizer.transform([t.lower() for t in texts])
+        dense = csr_matrix(np.asarray(vectors, dtype=np.float64) * self.embedding_weight)
+        return hstack([dense, ngrams], format="csr")
+
+    def probabilities(self, texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
+        """P(attack) per text; `vectors` are the texts' unit MiniLM embeddings."""
+        if not texts:
+            return np.zeros(0)
+        return np.asarray(self.classifier.predict_proba(self.features(texts, vectors))[:, 1])
+
+    def score(self, texts: Sequence[str], vectors: np.ndarray) -> float:
+        """The highest P(attack) among the pieces of one message."""
+        probabilities = self.probabilities(texts, vectors)
+        return float(probabilities.max()) if probabilities.size else 0.0
+
+
+def fit(
+    texts: Sequence[str],
+    labels: Sequence[bool],
+    vectors: np.ndarray,
+    *,
+    ngrams: tuple[int, int] = NGRAMS,
+    embedding_weight: float = EMBEDDING_WEIGHT,
+    c: float = C,
+) -> GuardModel:
+    """Fit the vectoriser and the regression (deterministic: same data, same weights)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vectorizer = TfidfVectorizer(
+        analyzer="char_wb", ngram_range=ngrams, min_df=2, sublinear_tf=True, dtype=np.float64
+    )
+    vectorizer.fit([t.lower() for t in texts])
+    classifier = LogisticRegression(C=c, class_weight="balanced", max_iter=5000)
+    model = GuardModel(vectorizer, classifier, embedding_weight)
+    classifier.fit(model.features(texts, vectors), np.asarray(labels, dtype=bool))
+    return model
+
+
+def corpus_digest(texts: Sequence[str]) -> str:
+    """What the shipped embeddings were computed from: the pinned model and every text."""
+    from django.conf import settings
+
+    digest = hashlib.sha256(settings.EMBEDDING_MODEL_SHA256.encode())
+    for text in texts:
+        digest.update(b"\0" + text.encode("utf-8"))
+    return digest.hexdigest()
+
+
+def embed_corpus(texts: Sequence[str]) -> np.ndarray:
+    from broker.embeddings import embed_texts
+
+    return np.asarray(embed_texts(list(texts)), dtype=np.float32)
+
+
+def corpus_embeddings(texts: Sequence[str]) -> np.ndarray:
+    """The shipped embeddings when they match `texts` and the model, else fresh ones."""
+    from broker.embeddings import EMBEDDING_DIM
+
+    if EMBEDDINGS_DIGEST.is_file() and EMBEDDINGS.is_file():
+        if EMBEDDINGS_DIGEST.read_text().strip() == corpus_digest(texts):
+            vectors = np.load(EMBEDDINGS, allow_pickle=False)
+            if vectors.shape == (len(texts), EMBEDDING_DIM) and vectors.dtype == np.float32:
+                return vectors
+    log.warning("guard_corpus_embeddings_stale", hint="make guard-embeddings")
+    return embed_corpus(texts)
+
+
+def write_corpus_embeddings() -> Path:
+    """Recompute the corpus's embeddings and their digest (`make guard-embeddings`)."""
+    texts = [r.text for r in load_corpus()]
+    np.save(EMBEDDINGS, embed_corpus(texts), allow_pickle=False)
+    EMBEDDINGS_DIGEST.write_text(corpus_digest(texts) + "\n")
+    return EMBEDDINGS
+
+
+def guard_model() -> GuardModel:
+    """The process's model, fit from the shipped corpus on first use."""
+    global _model
+    with _lock:
+        if _model is None:
+            rows = load_corpus()
+            texts = [r.text for r in rows]
+            _model = fit(texts, [r.attack for r in rows], corpus_embeddings(texts))
+        return _model
+
+
+if __name__ == "__main__":
+    import os
+
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings.dev")
+    django.setup()
+    print(f"wrote {write_corpus_embeddings()}")
