@@ -103,9 +103,17 @@ class Chunk(models.Model):
                 ef_construction=64,
                 opclasses=["vector_cosine_ops"],
             ),
-            GinIndex(fields=["search_vector"], name="chunk_search_gin"),
-            GinIndex(fields=["readable_group_ids"], name="chunk_readable_groups_gin"),
-            GinIndex(fields=["readable_user_ids"], name="chunk_readable_users_gin"),
+            # Every search reads these three. Without fastupdate, an insert goes straight
+            # into the index instead of a pending list that each search must scan in full
+            # until (auto)vacuum merges it: after a 100k-chunk load that list cost a 0.1%
+            # query 10 of its 23 ms (docs/BENCHMARKS.md).
+            GinIndex(fields=["search_vector"], name="chunk_search_gin", fastupdate=False),
+            GinIndex(
+                fields=["readable_group_ids"], name="chunk_readable_groups_gin", fastupdate=False
+            ),
+            GinIndex(
+                fields=["readable_user_ids"], name="chunk_readable_users_gin", fastupdate=False
+            ),
             models.Index(fields=["tier"], name="chunk_tier"),
             models.Index(
                 fields=["tier"],

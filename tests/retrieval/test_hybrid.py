@@ -129,3 +129,23 @@ def test_exact_and_hnsw_plans_agree_on_a_small_corpus(principal_of, settings):
     approximate = [h.chunk_id for h in chunks_search(carol, vector, k=5)]
     assert exact == approximate
     assert len(exact) == 5
+
+
+@pytest.mark.django_db
+def test_the_indexes_every_search_reads_keep_no_pending_list():
+    """A GIN pending list is scanned in full by every search until vacuum merges it."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, c.reloptions FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " WHERE i.indrelid = 'retrieval_chunk'::regclass AND c.relam ="
+            " (SELECT oid FROM pg_am WHERE amname = 'gin')"
+        )
+        options = dict(cursor.fetchall())
+    assert set(options) == {
+        "chunk_search_gin",
+        "chunk_readable_groups_gin",
+        "chunk_readable_users_gin",
+    }
+    assert all("fastupdate=off" in (value or []) for value in options.values()), options
