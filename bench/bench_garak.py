@@ -30,6 +30,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from bench_guards import pct  # the same percentile as the guard benchmark
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings.dev")
@@ -92,11 +94,6 @@ def attack_sets(wheel: Path) -> dict[str, list[str]]:
         "dan": [p for p in dan if isinstance(p, str) and p.strip()],
         "promptinject": promptinject,
     }
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else 0.0
 
 
 def evaluate(prompts: list[str], thresholds: Any) -> dict[str, Any]:
