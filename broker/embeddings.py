@@ -153,7 +153,6 @@ def onnx_encoder(model: SentenceTransformer, *, threads: int = 1) -> OnnxEncoder
 
     sample = transformer.tokenizer(["an example sentence"], return_tensors="pt")
     buffer = io.BytesIO()
-    axes = {"batch": 0, "tokens": 1}
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -163,8 +162,7 @@ def onnx_encoder(model: SentenceTransformer, *, threads: int = 1) -> OnnxEncoder
             input_names=list(_ONNX_INPUTS),
             output_names=["last_hidden_state"],
             dynamic_axes={
-                name: {v: k for k, v in axes.items()}
-                for name in (*_ONNX_INPUTS, "last_hidden_state")
+                name: {0: "batch", 1: "tokens"} for name in (*_ONNX_INPUTS, "last_hidden_state")
             },
             opset_version=17,
             dynamo=False,

@@ -466,7 +466,7 @@ class Thresholds:
     rules: tuple[float, float]
     similarity: tuple[float, float]
     classifier: tuple[float, float]
-    learned: tuple[float, float] = (1.1, 1.1)  # off unless set
+    learned: tuple[float, float] = (1.1, 1.1)  # off unless set (no score reaches 1.1)
     use_similarity: bool = True
     similarity_anchors: str = "input"  # benign anchor set: "input" or "context"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -482,6 +482,10 @@ class Thresholds:
             use_similarity=bool(values.get("use_similarity", True)),
             similarity_anchors=str(values.get("similarity_anchors", "input")),
         )
+
+    @property
+    def use_learned(self) -> bool:
+        return self.learned[0] <= 1.0
 
 
 def decide(scores: dict[str, float], thresholds: Thresholds) -> tuple[Action, str]:
@@ -518,7 +522,7 @@ def scan(text: str, thresholds: Thresholds, *, views: Views | None = None) -> Ve
         pieces = pieces_of(list(views.semantic[:4]), anchors=thresholds.similarity_anchors)
         vectors = embed_pieces(pieces) if pieces else np.zeros((0, 0), dtype=np.float32)
         scores["similarity"] = similarity_of(vectors, anchors=thresholds.similarity_anchors)
-        if thresholds.learned[0] <= 1.0:
+        if thresholds.use_learned:
             from orchestration.guard_model import guard_model
 
             scores["learned"] = guard_model().score(pieces, vectors)
