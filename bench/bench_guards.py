@@ -415,6 +415,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines += _detection_md("Held-out split", result["held_out"])
     lines += _detection_md("Blind held-out split 2", result["held_out_2"])
     lines += _detection_md("Blind held-out split 3", result["held_out_3"])
+    lines += _detection_md("Blind held-out split 4", result["held_out_4"])
     lines += [
         "### PII redaction before an external provider (what the loopback server received)",
         "",
@@ -462,10 +463,12 @@ def main() -> None:
     # changes it is used to judge; its misses are counted, never printed (nobody tunes on it).
     held_out_2 = load_corpus(DATA / "heldout2")
     held_out_3 = load_corpus(DATA / "heldout3")
-    check_disjoint(rows + held_out + held_out_2 + held_out_3)
+    held_out_4 = load_corpus(DATA / "heldout4")
+    check_disjoint(rows + held_out + held_out_2 + held_out_3 + held_out_4)
     benign = [r.text for r in rows + held_out if r.label == "benign"]
     blind = {}
-    for name, split in (("held_out_2", held_out_2), ("held_out_3", held_out_3)):
+    splits = (("held_out_2", held_out_2), ("held_out_3", held_out_3), ("held_out_4", held_out_4))
+    for name, split in splits:
         blind[name] = run_detection(split)
         blind[name]["missed"] = [{"family": m["family"]} for m in blind[name]["missed"]]
         blind[name]["false_blocks"] = []  # the rate stays in benign_blocked

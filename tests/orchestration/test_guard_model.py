@@ -55,7 +55,8 @@ def test_fitting_is_deterministic():
     first = guard_model.fit(texts, [r.attack for r in rows], vectors)
     second = guard_model.fit(texts, [r.attack for r in rows], vectors)
     assert np.array_equal(first.classifier.coef_, second.classifier.coef_)
-    assert first.vectorizer.vocabulary_ == second.vectorizer.vocabulary_
+    for a, b in zip(first.vectorizers, second.vectorizers, strict=True):
+        assert a.vocabulary_ == b.vocabulary_
 
 
 def test_the_shipped_embeddings_are_those_of_the_corpus():
