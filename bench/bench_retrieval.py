@@ -63,10 +63,11 @@ TEXT_SIZE = int(os.environ.get("TEXT_SIZE", str(min(SIZE, 20_000))))
 CORPORA = os.environ.get("CORPUS", "synthetic,text").split(",")
 SEED = 20261125
 CACHE = Path(os.environ.get("BENCH_CACHE", ROOT / "var" / "bench-cache"))
-# The graph's parameters; the application's index (retrieval/models.py) uses the defaults.
-# Other values are for experiments: HNSW_M=24 HNSW_EF_CONSTRUCTION=128 make bench-retrieval.
-HNSW_M = int(os.environ.get("HNSW_M", "16"))
-HNSW_EF_CONSTRUCTION = int(os.environ.get("HNSW_EF_CONSTRUCTION", "64"))
+# The graph's parameters: by default the application's own index (retrieval/models.py,
+# read once Django is set up); other values are for experiments, e.g.
+# HNSW_M=16 HNSW_EF_CONSTRUCTION=64 make bench-retrieval.
+HNSW_M = int(os.environ.get("HNSW_M", "0"))
+HNSW_EF_CONSTRUCTION = int(os.environ.get("HNSW_EF_CONSTRUCTION", "0"))
 # Results go to bench/results/<RESULTS>.json and .md, so a 1M run keeps the 100k one.
 RESULTS = os.environ.get("RESULTS", "retrieval")
 
@@ -279,8 +280,18 @@ def _load(corpus: Corpus) -> dict[float, int]:
     return groups
 
 
+def graph_parameters() -> tuple[int, int]:
+    """(m, ef_construction): HNSW_M / HNSW_EF_CONSTRUCTION, else the application's index."""
+    from retrieval.models import Chunk
+
+    (index,) = [i for i in Chunk._meta.indexes if i.name == "chunk_embedding_hnsw"]
+    return HNSW_M or index.m, HNSW_EF_CONSTRUCTION or index.ef_construction
+
+
 def _build_index() -> tuple[float, int]:
     from django.db import connection
+
+    m, ef_construction = graph_parameters()
 
     with connection.cursor() as cursor:
         # The graph must fit in maintenance_work_mem or the build slows to a crawl (about
@@ -292,8 +303,8 @@ def _build_index() -> tuple[float, int]:
         started = time.perf_counter()
         cursor.execute(
             "CREATE INDEX chunk_embedding_hnsw ON retrieval_chunk"
-            f" USING hnsw (embedding vector_cosine_ops) WITH (m = {HNSW_M},"
-            f" ef_construction = {HNSW_EF_CONSTRUCTION})"
+            f" USING hnsw (embedding vector_cosine_ops) WITH (m = {m},"
+            f" ef_construction = {ef_construction})"
         )
         seconds = time.perf_counter() - started
         cursor.execute("ANALYZE retrieval_chunk")
@@ -431,6 +442,9 @@ def main() -> int:
     if not results:
         return 0
 
+    from django.conf import settings
+
+    m, ef_construction = graph_parameters()
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{RESULTS}.json").write_text(
@@ -438,6 +452,11 @@ def main() -> int:
             {
                 "queries": QUERIES,
                 "k": K,
+                "hnsw": {
+                    "m": m,
+                    "ef_construction": ef_construction,
+                    "ef_search": settings.RETRIEVAL_HNSW_EF_SEARCH,
+                },
                 "corpora": [
                     {**summary, "rows": [asdict(r) for r in rows]} for summary, rows in results
                 ],
@@ -449,8 +468,8 @@ def main() -> int:
     for summary, rows in results:
         table += [
             f"**{summary['corpus']}**: {summary['description']}; {summary['size']:,} chunks, "
-            f"{QUERIES} queries, k={K}; HNSW (m={HNSW_M}, "
-            f"ef_construction={HNSW_EF_CONSTRUCTION}) built in "
+            f"{QUERIES} queries, k={K}; HNSW (m={m}, ef_construction={ef_construction}, "
+            f"ef_search {settings.RETRIEVAL_HNSW_EF_SEARCH}) built in "
             f"{summary['index_build_s']:.1f} s, {summary['index_mib']:.0f} MiB.",
             "",
             "| selectivity | visible chunks | strategy | recall@10 | min rows | p50 ms | p95 ms |",

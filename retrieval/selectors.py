@@ -19,7 +19,6 @@ from broker.embed import embed_query
 from retrieval.models import Chunk, Document, IngestionJob
 from retrieval.rls import principal_scope
 
-HNSW_EF_SEARCH = 200  # candidate list; filtered scans need more than the default 40
 HNSW_OVERSAMPLE = 2  # rows fetched per row wanted from the relaxed-order scan
 HNSW_ITERATIVE = "relaxed_order"
 RRF_K = 60  # the constant of Cormack et al.; dampens the weight of top ranks
@@ -191,7 +190,7 @@ def _dense_rows(principal: Principal, query_embedding: list[float], depth: int) 
         cursor.execute(
             "SELECT set_config('hnsw.iterative_scan', %s, true),"
             " set_config('hnsw.ef_search', %s, true)",
-            [HNSW_ITERATIVE, str(max(HNSW_EF_SEARCH, depth * HNSW_OVERSAMPLE))],
+            [HNSW_ITERATIVE, str(max(settings.RETRIEVAL_HNSW_EF_SEARCH, depth * HNSW_OVERSAMPLE))],
         )
     wanted = depth * HNSW_OVERSAMPLE
     rows = _nearest(principal, query_embedding, wanted, exact=False)
