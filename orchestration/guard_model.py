@@ -126,19 +126,23 @@ def fit(
 
 
 def corpus_digest(texts: Sequence[str]) -> str:
-    """What the shipped embeddings were computed from: the pinned model and every text."""
+    """What the shipped embeddings were computed from: the pinned model, the guards'
+    embedding kind (full precision or int8) and every text."""
     from django.conf import settings
 
+    from broker.embeddings import guard_embedding_kind
+
     digest = hashlib.sha256(settings.EMBEDDING_MODEL_SHA256.encode())
+    digest.update(b"\0" + guard_embedding_kind().encode())
     for text in texts:
         digest.update(b"\0" + text.encode("utf-8"))
     return digest.hexdigest()
 
 
 def embed_corpus(texts: Sequence[str]) -> np.ndarray:
-    from broker.embeddings import embed_texts
+    from broker.embeddings import embed_for_guards
 
-    return np.asarray(embed_texts(list(texts)), dtype=np.float32)
+    return embed_for_guards(list(texts))
 
 
 def corpus_embeddings(texts: Sequence[str]) -> np.ndarray:

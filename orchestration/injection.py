@@ -320,12 +320,12 @@ def _lines(path: Path) -> list[str]:
 def reference_embeddings(anchors: str = "input") -> tuple[np.ndarray, np.ndarray]:
     """Unit embeddings of the known-attack library and of one set of benign anchors
     ("input": questions; "context": document prose), computed once per process."""
-    from broker.embeddings import embed_texts
+    from broker.embeddings import embed_for_guards
 
     benign_file = BENIGN_CONTEXT_ANCHORS if anchors == "context" else BENIGN_ANCHORS
     with _lock:
-        attacks = np.asarray(embed_texts(_lines(ATTACK_LIBRARY)), dtype=np.float32)
-        benign = np.asarray(embed_texts(_lines(benign_file)), dtype=np.float32)
+        attacks = embed_for_guards(_lines(ATTACK_LIBRARY))
+        benign = embed_for_guards(_lines(benign_file))
     return attacks, benign
 
 
@@ -374,9 +374,9 @@ def pieces_of(texts: list[str], *, anchors: str = "input") -> list[str]:
 
 
 def embed_pieces(pieces: list[str]) -> np.ndarray:
-    from broker.embeddings import embed_texts
+    from broker.embeddings import embed_for_guards
 
-    return np.asarray(embed_texts(pieces), dtype=np.float32).reshape(len(pieces), -1)
+    return embed_for_guards(pieces)
 
 
 def similarity_of(vectors: np.ndarray, *, anchors: str = "input") -> float:

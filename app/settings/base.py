@@ -241,6 +241,8 @@ EMBEDDING_MODEL_SHA256 = os.environ.get(
 # for a few texts (guards, queries), torch for batches (ingestion).
 EMBEDDING_RUNTIME = os.environ.get("EMBEDDING_RUNTIME", "auto")
 EMBEDDING_ONNX_THREADS = env_int("EMBEDDING_ONNX_THREADS", 1)
+# The injection guards embed with int8 weights (faster; search queries stay full precision).
+GUARD_EMBEDDING_INT8 = env_bool("GUARD_EMBEDDING_INT8", True)
 # The offline local provider may only see tiers up to this one unless explicitly allowed.
 LOCAL_PROVIDER_MAX_TIER = os.environ.get("LOCAL_PROVIDER_MAX_TIER", "restricted")
 
