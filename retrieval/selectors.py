@@ -20,6 +20,7 @@ from retrieval.models import Chunk, Document, IngestionJob
 from retrieval.rls import principal_scope
 
 HNSW_OVERSAMPLE = 2  # rows fetched per row wanted from the relaxed-order scan
+HNSW_EF_SEARCH_MAX = 1000  # pgvector refuses a larger hnsw.ef_search
 HNSW_ITERATIVE = "relaxed_order"
 RRF_K = 60  # the constant of Cormack et al.; dampens the weight of top ranks
 RRF_DEPTH_FACTOR = 4
@@ -185,12 +186,13 @@ def _dense_rows(principal: Principal, query_embedding: list[float], depth: int) 
     `depth` rows whenever that many are visible. Call inside a scope."""
     if dense_plan(principal) == "exact":
         return _nearest(principal, query_embedding, depth, exact=True)
+    ef_search = max(settings.RETRIEVAL_HNSW_EF_SEARCH, depth * HNSW_OVERSAMPLE)
     with connection.cursor() as cursor:
         # pgvector 0.8: keep scanning the graph until enough rows pass the ACL filter.
         cursor.execute(
             "SELECT set_config('hnsw.iterative_scan', %s, true),"
             " set_config('hnsw.ef_search', %s, true)",
-            [HNSW_ITERATIVE, str(max(settings.RETRIEVAL_HNSW_EF_SEARCH, depth * HNSW_OVERSAMPLE))],
+            [HNSW_ITERATIVE, str(min(ef_search, HNSW_EF_SEARCH_MAX))],
         )
     wanted = depth * HNSW_OVERSAMPLE
     rows = _nearest(principal, query_embedding, wanted, exact=False)

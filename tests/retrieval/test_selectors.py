@@ -261,3 +261,20 @@ def test_a_short_hnsw_result_falls_back_to_the_exact_plan(principal_of, settings
 
     assert len(truth) == k
     assert got == truth
+
+
+@pytest.mark.usefixtures("demo")
+@pytest.mark.parametrize("ef_search", [1, 120, 5000])
+def test_the_hnsw_plan_takes_any_ef_search_setting(principal_of, settings, ef_search):
+    """RETRIEVAL_HNSW_EF_SEARCH is an operator's knob: a value past pgvector's limit (1000)
+    is capped instead of failing every search, and a tiny one still finds k rows (the scan
+    fetches at least twice the rows wanted)."""
+    principal = principal_of("alice")
+    query = embed_query("travel per diem")
+    settings.RETRIEVAL_EXACT_THRESHOLD = 10**9
+    truth = [h.chunk_id for h in chunks_search(principal, query, k=5)]
+    settings.RETRIEVAL_EXACT_THRESHOLD = 0
+    settings.RETRIEVAL_HNSW_EF_SEARCH = ef_search
+    got = [h.chunk_id for h in chunks_search(principal, query, k=5)]
+    assert len(truth) == 5
+    assert got == truth
