@@ -53,9 +53,9 @@ def test_hybrid_search_query_count_is_constant(principal_of, django_assert_num_q
     principal = principal_of("carol")
     hybrid_search(principal, "warm up", k=1)  # the model loads once per process
     for k in (1, 10):
-        # savepoint, RLS scope on, plan estimate (grants, open documents), dense, lexical,
-        # hit documents, scope restored, release
-        with django_assert_num_queries(9):
+        # savepoint, RLS scope on, plan estimate (grants and open documents in one
+        # statement), dense, lexical, hit documents, scope restored, release
+        with django_assert_num_queries(8):
             hybrid_search(principal, "travel per diem hotel", k=k)
 
 

@@ -215,7 +215,7 @@ def test_chunks_search_query_count_is_constant(principal_of, django_assert_num_q
     data = [q["sql"] for q in captured.captured_queries if "retrieval_chunk" in q["sql"]]
     assert len(data) == 2
     assert "reltuples" in data[0]  # the plan estimate: estimated_visible_chunks
-    assert counts[0] == 8
+    assert counts[0] == 7
 
 
 @pytest.mark.usefixtures("demo")
