@@ -1,5 +1,5 @@
-"""The learned detector: a logistic regression over MiniLM embeddings and character n-grams,
-fit from the labelled corpus the project ships (`data/classifier/`).
+"""The learned detector: a logistic regression over MiniLM embeddings and character and word
+n-grams, fit from the labelled corpus the project ships (`data/classifier/`).
 
 The similarity layer asks "is this text close to one known attack?"; this one learns which
 directions of the embedding space, and which character sequences, separate attacks from

@@ -98,7 +98,7 @@ class Chunk(models.Model):
         indexes = [
             # m 24 / ef_construction 128, not pgvector's 16 / 64: on 100k real-text chunks
             # the sparser graph capped recall@10 at 0.94-0.97 when a tenth of the corpus is
-            # visible, whatever ef_search; this one reaches 0.99 (docs/BENCHMARKS.md). The
+            # visible, whatever ef_search; this one reaches 0.986-0.991 (docs/BENCHMARKS.md). The
             # build takes about 2.5 times as long.
             HnswIndex(
                 name="chunk_embedding_hnsw",
