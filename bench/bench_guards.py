@@ -416,6 +416,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines += _detection_md("Blind held-out split 2", result["held_out_2"])
     lines += _detection_md("Blind held-out split 3", result["held_out_3"])
     lines += _detection_md("Blind held-out split 4", result["held_out_4"])
+    lines += _detection_md("Blind held-out split 5", result["held_out_5"])
     lines += [
         "### PII redaction before an external provider (what the loopback server received)",
         "",
@@ -464,11 +465,17 @@ def main() -> None:
     held_out_2 = load_corpus(DATA / "heldout2")
     held_out_3 = load_corpus(DATA / "heldout3")
     held_out_4 = load_corpus(DATA / "heldout4")
-    check_disjoint(rows + held_out + held_out_2 + held_out_3 + held_out_4)
+    held_out_5 = load_corpus(DATA / "heldout5")
+    check_disjoint(rows + held_out + held_out_2 + held_out_3 + held_out_4 + held_out_5)
     benign = [r.text for r in rows + held_out if r.label == "benign"]
     blind = {}
-    splits = (("held_out_2", held_out_2), ("held_out_3", held_out_3), ("held_out_4", held_out_4))
-    for name, split in splits:
+    splits = {
+        "held_out_2": held_out_2,
+        "held_out_3": held_out_3,
+        "held_out_4": held_out_4,
+        "held_out_5": held_out_5,
+    }
+    for name, split in splits.items():
         blind[name] = run_detection(split)
         blind[name]["missed"] = [{"family": m["family"]} for m in blind[name]["missed"]]
         blind[name]["false_blocks"] = []  # the rate stays in benign_blocked
