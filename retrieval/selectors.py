@@ -182,7 +182,8 @@ def _dense_rows(principal: Principal, query_embedding: list[float], depth: int) 
     `depth` rows whenever that many are visible. Call inside a scope."""
     if dense_plan(principal) == "exact":
         return _nearest(principal, query_embedding, depth, exact=True)
-    ef_search = max(settings.RETRIEVAL_HNSW_EF_SEARCH, depth * HNSW_OVERSAMPLE)
+    wanted = depth * HNSW_OVERSAMPLE
+    ef_search = max(settings.RETRIEVAL_HNSW_EF_SEARCH, wanted)
     with connection.cursor() as cursor:
         # pgvector 0.8: keep scanning the graph until enough rows pass the ACL filter.
         cursor.execute(
@@ -190,7 +191,6 @@ def _dense_rows(principal: Principal, query_embedding: list[float], depth: int) 
             " set_config('hnsw.ef_search', %s, true)",
             [HNSW_ITERATIVE, str(min(ef_search, HNSW_EF_SEARCH_MAX))],
         )
-    wanted = depth * HNSW_OVERSAMPLE
     rows = _nearest(principal, query_embedding, wanted, exact=False)
     if len(rows) < wanted:
         # The scan gave up (hnsw.max_scan_tuples) before finding enough visible rows: so
