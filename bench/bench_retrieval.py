@@ -295,10 +295,10 @@ def _build_index() -> tuple[float, int]:
 
     with connection.cursor() as cursor:
         # The graph must fit in maintenance_work_mem or the build slows to a crawl (about
-        # 2 KiB per 384-d chunk); one parallel worker on a 2-core machine.
+        # 2-3 KiB per 384-d chunk with m 16-24); one parallel worker on a 2-core machine.
         cursor.execute("SELECT count(*) FROM retrieval_chunk")
         rows = cursor.fetchone()[0]
-        cursor.execute(f"SET maintenance_work_mem = '{max(512, rows * 3 // 1024)}MB'")
+        cursor.execute(f"SET maintenance_work_mem = '{max(512, rows * 4 // 1024)}MB'")
         cursor.execute("SET max_parallel_maintenance_workers = 1")
         started = time.perf_counter()
         cursor.execute(
