@@ -23,6 +23,8 @@ from broker.types import CompletionRequest
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine
+    from spacy.language import Language
+    from spacy.tokens import Doc
 
 _lock = threading.Lock()
 _engine: AnalyzerEngine | None = None
@@ -43,6 +45,42 @@ _NON_PII_LABELS = [
     "CARDINAL", "EVENT", "LANGUAGE", "LAW", "MONEY", "ORDINAL", "PERCENT", "PRODUCT",
     "QUANTITY", "WORK_OF_ART", "FAC",
 ]  # fmt: skip
+
+
+def ner_only(model: Language) -> None:
+    """Run only what the recognisers read: the entities, and the lemmas that Presidio's
+    context enhancer looks for around a match ("phone", "account", "passport").
+
+    In spaCy's small English pipeline the NER has its own embedding layer, so the shared
+    tok2vec, the tagger, the parser, the attribute ruler and the lemmatizer (which needs
+    the tagger) are work no recogniser uses: about two thirds of the time per text. A
+    pipeline whose NER listens to a shared layer (a transformer) keeps that layer. The
+    lemma becomes the lower-cased word: the enhancer matches a context word as a
+    substring of the lemma, so "phones" and "called" still match "phone" and "call"."""
+    keep = {"ner"} | {
+        name for name, pipe in model.pipeline if "ner" in getattr(pipe, "listening_components", ())
+    }
+    for name in model.pipe_names:
+        if name not in keep:
+            model.disable_pipe(name)
+    _register_lower_case_lemmas()
+    if _LOWER_CASE_LEMMAS not in model.pipe_names:
+        model.add_pipe(_LOWER_CASE_LEMMAS, last=True)
+
+
+_LOWER_CASE_LEMMAS = "lower_case_lemmas"
+
+
+def _register_lower_case_lemmas() -> None:
+    from spacy.language import Language
+
+    if not Language.has_factory(_LOWER_CASE_LEMMAS):
+
+        @Language.component(_LOWER_CASE_LEMMAS)
+        def lower_case_lemmas(doc: Doc) -> Doc:
+            for token in doc:
+                token.lemma_ = token.lower_
+            return doc
 
 
 def analyzer() -> AnalyzerEngine:
@@ -70,11 +108,8 @@ def analyzer() -> AnalyzerEngine:
                     "ner_model_configuration": {"labels_to_ignore": _NON_PII_LABELS},
                 }
             ).create_engine()
-            # No recogniser uses spaCy's dependency parse: skipping the parser left every
-            # detection of the guard benchmark's 890 texts unchanged and cut p95 by ~20%.
             for model in nlp.nlp.values():  # type: ignore[attr-defined]
-                if "parser" in model.pipe_names:
-                    model.disable_pipe("parser")
+                ner_only(model)
             _engine = AnalyzerEngine(nlp_engine=nlp, supported_languages=["en"])
             _engine.registry.add_recognizer(street_address_recognizer())
             _engine.registry.add_recognizer(NameGazetteerRecognizer())

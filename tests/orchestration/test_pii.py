@@ -136,3 +136,49 @@ def test_tldextract_never_attempts_network_access(monkeypatch):
 )
 def test_presidio_regex_recognisers_find_structured_pii(text, entity):
     assert entity in pii.pii_entities(text)
+
+
+def test_words_around_a_weak_match_still_raise_it_above_the_threshold():
+    """Presidio's context enhancer reads lemmas: with spaCy's NER alone (no lemmatizer),
+    the lower-cased words stand in for them. A bare 12-digit number is too weak to count
+    as a bank account; after "bank account" it counts."""
+    assert "US_BANK_NUMBER" in pii.pii_entities("Wire it to bank accounts 123456789012 today.")
+    assert "US_BANK_NUMBER" not in pii.pii_entities("The build number is 123456789012 today.")
+
+
+def test_pii_runs_only_the_spacy_components_its_recognisers_read():
+    model = pii.analyzer().nlp_engine.nlp["en"]
+    assert model.pipe_names == ["ner", "lower_case_lemmas"]
+
+
+def test_a_layer_the_ner_listens_to_keeps_running():
+    """In a pipeline whose NER reads a shared embedding layer (a transformer pipeline,
+    say), that layer must stay on, or the NER would see no input."""
+    import spacy
+
+    listener = {"@architectures": "spacy.Tok2VecListener.v1", "width": 96, "upstream": "*"}
+    nlp = spacy.blank("en")
+    nlp.add_pipe("tok2vec")
+    nlp.add_pipe("sentencizer")
+    nlp.add_pipe(
+        "ner",
+        config={
+            "model": {
+                "@architectures": "spacy.TransitionBasedParser.v2",
+                "state_type": "ner",
+                "extra_state_tokens": False,
+                "hidden_width": 16,
+                "maxout_pieces": 2,
+                "use_upper": True,
+                "nO": None,
+                "tok2vec": listener,
+            }
+        },
+    )
+    nlp.get_pipe("ner").add_label("PERSON")
+    nlp.initialize()
+
+    pii.ner_only(nlp)
+
+    assert nlp.pipe_names == ["tok2vec", "ner", "lower_case_lemmas"]
+    assert [t.lemma_ for t in nlp("Hello Ada")] == ["hello", "ada"]
