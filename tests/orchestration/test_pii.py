@@ -147,7 +147,7 @@ def test_words_around_a_weak_match_still_raise_it_above_the_threshold():
 
 
 def test_pii_runs_only_the_spacy_components_its_recognisers_read():
-    model = pii.analyzer().nlp_engine.nlp["en"]
+    model = pii.analyzer().nlp_engine.nlp["en"]  # type: ignore[attr-defined]
     assert model.pipe_names == ["ner", "lower_case_lemmas"]
 
 
@@ -175,7 +175,7 @@ def test_a_layer_the_ner_listens_to_keeps_running():
             }
         },
     )
-    nlp.get_pipe("ner").add_label("PERSON")
+    nlp.get_pipe("ner").add_label("PERSON")  # type: ignore[attr-defined]
     nlp.initialize()
 
     pii.ner_only(nlp)
