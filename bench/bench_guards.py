@@ -417,6 +417,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines += _detection_md("Blind held-out split 3", result["held_out_3"])
     lines += _detection_md("Blind held-out split 4", result["held_out_4"])
     lines += _detection_md("Blind held-out split 5", result["held_out_5"])
+    lines += _detection_md("Blind held-out split 6", result["held_out_6"])
     lines += [
         "### PII redaction before an external provider (what the loopback server received)",
         "",
@@ -466,7 +467,8 @@ def main() -> None:
     held_out_3 = load_corpus(DATA / "heldout3")
     held_out_4 = load_corpus(DATA / "heldout4")
     held_out_5 = load_corpus(DATA / "heldout5")
-    check_disjoint(rows + held_out + held_out_2 + held_out_3 + held_out_4 + held_out_5)
+    held_out_6 = load_corpus(DATA / "heldout6")
+    check_disjoint(rows + held_out + held_out_2 + held_out_3 + held_out_4 + held_out_5 + held_out_6)
     benign = [r.text for r in rows + held_out if r.label == "benign"]
     blind = {}
     splits = {
@@ -474,6 +476,7 @@ def main() -> None:
         "held_out_3": held_out_3,
         "held_out_4": held_out_4,
         "held_out_5": held_out_5,
+        "held_out_6": held_out_6,
     }
     for name, split in splits.items():
         blind[name] = run_detection(split)
