@@ -58,6 +58,12 @@ def load_corpus(directory: Path = DATA) -> list[Row]:
     return rows
 
 
+def blind_split_numbers(directory: Path = DATA) -> list[int]:
+    """2, 3, ...: the blind splits under bench/data/guards/heldoutN/."""
+    found = (re.fullmatch(r"heldout(\d+)", p.name) for p in directory.iterdir() if p.is_dir())
+    return sorted(int(m.group(1)) for m in found if m)
+
+
 def check_disjoint(rows: list[Row]) -> None:
     """The corpus must not contain the detector's own reference or training texts."""
     from orchestration.guard_model import load_corpus as training_corpus
@@ -78,7 +84,8 @@ def check_disjoint(rows: list[Row]) -> None:
     } | {key(example.text) for example in training_corpus()}
     overlap = [r.text for r in rows if key(r.text) in reference]
     if overlap:
-        raise SystemExit(f"corpus overlaps the detector's reference data: {overlap[:3]}")
+        # A count, not the texts: a blind split's lines must not be shown.
+        raise SystemExit(f"{len(overlap)} evaluation texts equal the detector's reference data")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -413,11 +420,8 @@ def _detection_md(title: str, det: dict[str, Any]) -> list[str]:
 def markdown(result: dict[str, Any]) -> str:
     lines = _detection_md("In-sample corpus", result["detection"])
     lines += _detection_md("Held-out split", result["held_out"])
-    lines += _detection_md("Blind held-out split 2", result["held_out_2"])
-    lines += _detection_md("Blind held-out split 3", result["held_out_3"])
-    lines += _detection_md("Blind held-out split 4", result["held_out_4"])
-    lines += _detection_md("Blind held-out split 5", result["held_out_5"])
-    lines += _detection_md("Blind held-out split 6", result["held_out_6"])
+    for n in blind_split_numbers():
+        lines += _detection_md(f"Blind held-out split {n}", result[f"held_out_{n}"])
     lines += [
         "### PII redaction before an external provider (what the loopback server received)",
         "",
@@ -461,23 +465,13 @@ def main() -> None:
     django.setup()
     rows = load_corpus()
     held_out = load_corpus(DATA / "heldout")
-    # Written by an engineer blind to the detector and committed before the detector
-    # changes it is used to judge; its misses are counted, never printed (nobody tunes on it).
-    held_out_2 = load_corpus(DATA / "heldout2")
-    held_out_3 = load_corpus(DATA / "heldout3")
-    held_out_4 = load_corpus(DATA / "heldout4")
-    held_out_5 = load_corpus(DATA / "heldout5")
-    held_out_6 = load_corpus(DATA / "heldout6")
-    check_disjoint(rows + held_out + held_out_2 + held_out_3 + held_out_4 + held_out_5 + held_out_6)
+    # Each written by someone blind to the detector and committed before the detector
+    # changes it is used to judge; their misses are counted, never printed (nobody tunes
+    # on them). heldout2, heldout3, ... in order, each picked up from its directory.
+    splits = {f"held_out_{n}": load_corpus(DATA / f"heldout{n}") for n in blind_split_numbers()}
+    check_disjoint(rows + held_out + [row for split in splits.values() for row in split])
     benign = [r.text for r in rows + held_out if r.label == "benign"]
     blind = {}
-    splits = {
-        "held_out_2": held_out_2,
-        "held_out_3": held_out_3,
-        "held_out_4": held_out_4,
-        "held_out_5": held_out_5,
-        "held_out_6": held_out_6,
-    }
     for name, split in splits.items():
         blind[name] = run_detection(split)
         blind[name]["missed"] = [{"family": m["family"]} for m in blind[name]["missed"]]
