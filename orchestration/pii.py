@@ -47,6 +47,9 @@ _NON_PII_LABELS = [
 ]  # fmt: skip
 
 
+_LOWER_CASE_LEMMAS = "lower_case_lemmas"
+
+
 def ner_only(model: Language) -> None:
     """Run only what the recognisers read: the entities, and the lemmas that Presidio's
     context enhancer looks for around a match ("phone", "account", "passport").
@@ -66,9 +69,6 @@ def ner_only(model: Language) -> None:
     _register_lower_case_lemmas()
     if _LOWER_CASE_LEMMAS not in model.pipe_names:
         model.add_pipe(_LOWER_CASE_LEMMAS, last=True)
-
-
-_LOWER_CASE_LEMMAS = "lower_case_lemmas"
 
 
 def _register_lower_case_lemmas() -> None:
