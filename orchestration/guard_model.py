@@ -13,7 +13,10 @@ the data they claim to come from, and there is no pickled model to trust. The co
 MiniLM embeddings ship beside it (`embeddings.npy`, plain float32, loaded without pickle)
 because computing them takes seconds; they are used only when `embeddings.digest` matches
 the corpus texts and the pinned model, otherwise they are recomputed (and a test fails until
-`make guard-embeddings` refreshes them). The evaluation sets under bench/data/guards/ are
+`make guard-embeddings` refreshes them). They are full-precision vectors, which come out the
+same on every CPU; the quantised ones the guards compute at run time differ a little from one
+instruction set to another, so shipped quantised vectors would match only the machine that
+wrote them. The evaluation sets under bench/data/guards/ are
 never part of the fit (`make bench-guards` refuses to run if they overlap).
 """
 
@@ -91,10 +94,23 @@ class GuardModel:
         return hstack([dense, *(v.transform(lowered) for v in self.vectorizers)], format="csr")
 
     def probabilities(self, texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
-        """P(attack) per text; `vectors` are the texts' unit MiniLM embeddings."""
+        """P(attack) per text; `vectors` are the texts' unit MiniLM embeddings.
+
+        The regression's own formula, sigmoid(w.x + b), summed block by block: the same
+        result as `classifier.predict_proba(self.features(...))` without building the
+        stacked sparse matrix, which cost more than the rest of the step."""
         if not texts:
             return np.zeros(0)
-        return np.asarray(self.classifier.predict_proba(self.features(texts, vectors))[:, 1])
+        lowered = [t.lower() for t in texts]
+        weights = self.classifier.coef_[0]
+        dense = np.asarray(vectors, dtype=np.float64) * self.embedding_weight
+        logits = dense @ weights[: dense.shape[1]] + self.classifier.intercept_[0]
+        offset = dense.shape[1]
+        for vectorizer in self.vectorizers:
+            block = vectorizer.transform(lowered)
+            logits += block @ weights[offset : offset + block.shape[1]]
+            offset += block.shape[1]
+        return np.asarray(1.0 / (1.0 + np.exp(-logits)))
 
     def score(self, texts: Sequence[str], vectors: np.ndarray) -> float:
         """The highest P(attack) among the pieces of one message."""
@@ -132,23 +148,22 @@ def fit(
 
 
 def corpus_digest(texts: Sequence[str]) -> str:
-    """What the shipped embeddings were computed from: the pinned model, the guards'
-    embedding kind (full precision or int8) and every text."""
+    """What the shipped embeddings were computed from: the pinned model at full precision,
+    and every text."""
     from django.conf import settings
 
-    from broker.embeddings import guard_embedding_kind
-
     digest = hashlib.sha256(settings.EMBEDDING_MODEL_SHA256.encode())
-    digest.update(b"\0" + guard_embedding_kind().encode())
+    digest.update(b"\0fp32")
     for text in texts:
         digest.update(b"\0" + text.encode("utf-8"))
     return digest.hexdigest()
 
 
 def embed_corpus(texts: Sequence[str]) -> np.ndarray:
-    from broker.embeddings import embed_for_guards
+    """Full-precision unit embeddings, on ONNX Runtime whatever the number of texts."""
+    from broker.embeddings import get_encoder
 
-    return embed_for_guards(list(texts))
+    return get_encoder().encode(list(texts))
 
 
 def corpus_embeddings(texts: Sequence[str]) -> np.ndarray:

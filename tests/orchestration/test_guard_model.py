@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from orchestration import guard_model
-from orchestration.injection import Action, Thresholds, scan
+from orchestration.injection import Action, Thresholds, embed_pieces, scan
 
 # Written for this test; in none of the corpora. Rules and similarity allow each of them.
 SLIPS_PAST_RULES_AND_SIMILARITY = [
@@ -57,6 +57,14 @@ def test_fitting_is_deterministic():
     assert np.array_equal(first.classifier.coef_, second.classifier.coef_)
     for a, b in zip(first.vectorizers, second.vectorizers, strict=True):
         assert a.vocabulary_ == b.vocabulary_
+
+
+def test_the_block_by_block_score_is_the_regressions_own_probability():
+    model = guard_model.guard_model()
+    texts = [*SLIPS_PAST_RULES_AND_SIMILARITY, *ORDINARY, "", "x"]
+    vectors = embed_pieces(texts)
+    expected = model.classifier.predict_proba(model.features(texts, vectors))[:, 1]
+    assert np.allclose(model.probabilities(texts, vectors), expected, rtol=0, atol=1e-12)
 
 
 def test_the_shipped_embeddings_are_those_of_the_corpus():
