@@ -294,11 +294,13 @@ def _build_index() -> tuple[float, int]:
     m, ef_construction = graph_parameters()
 
     with connection.cursor() as cursor:
-        # The graph must fit in maintenance_work_mem or the build slows to a crawl (about
-        # 2-3 KiB per 384-d chunk with m 16-24); one parallel worker on a 2-core machine.
+        # The graph must fit in maintenance_work_mem or the build slows to a crawl. With m 24
+        # a 1M build given 4 KiB per chunk went from ~27k tuples a minute to ~120 once it had
+        # inserted about 826k (2026-11-27): about 4.7 KiB per 384-d chunk, so give 6.
+        # One parallel worker on a 2-core machine.
         cursor.execute("SELECT count(*) FROM retrieval_chunk")
         rows = cursor.fetchone()[0]
-        cursor.execute(f"SET maintenance_work_mem = '{max(512, rows * 4 // 1024)}MB'")
+        cursor.execute(f"SET maintenance_work_mem = '{max(512, rows * 6 // 1024)}MB'")
         cursor.execute("SET max_parallel_maintenance_workers = 1")
         started = time.perf_counter()
         cursor.execute(
