@@ -86,12 +86,18 @@ class GuardModel:
     classifier: Any  # sklearn LogisticRegression
     embedding_weight: float
 
+    def blocks(self, texts: Sequence[str], vectors: np.ndarray) -> list[Any]:
+        """The feature blocks, in the regression's column order: the scaled embeddings
+        (dense), then each vectoriser's n-grams (sparse)."""
+        lowered = [t.lower() for t in texts]
+        dense = np.asarray(vectors, dtype=np.float64) * self.embedding_weight
+        return [dense, *(v.transform(lowered) for v in self.vectorizers)]
+
     def features(self, texts: Sequence[str], vectors: np.ndarray) -> Any:
         from scipy.sparse import csr_matrix, hstack
 
-        lowered = [t.lower() for t in texts]
-        dense = csr_matrix(np.asarray(vectors, dtype=np.float64) * self.embedding_weight)
-        return hstack([dense, *(v.transform(lowered) for v in self.vectorizers)], format="csr")
+        dense, *sparse = self.blocks(texts, vectors)
+        return hstack([csr_matrix(dense), *sparse], format="csr")
 
     def probabilities(self, texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
         """P(attack) per text; `vectors` are the texts' unit MiniLM embeddings.
@@ -101,13 +107,10 @@ class GuardModel:
         stacked sparse matrix, which took about a quarter of the step."""
         if not texts:
             return np.zeros(0)
-        lowered = [t.lower() for t in texts]
         weights = self.classifier.coef_[0]
-        dense = np.asarray(vectors, dtype=np.float64) * self.embedding_weight
-        logits = dense @ weights[: dense.shape[1]] + self.classifier.intercept_[0]
-        offset = dense.shape[1]
-        for vectorizer in self.vectorizers:
-            block = vectorizer.transform(lowered)
+        logits = np.full(len(texts), self.classifier.intercept_[0])
+        offset = 0
+        for block in self.blocks(texts, vectors):
             logits += block @ weights[offset : offset + block.shape[1]]
             offset += block.shape[1]
         return np.asarray(1.0 / (1.0 + np.exp(-logits)))
