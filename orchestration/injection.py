@@ -77,17 +77,24 @@ def _rule(rule_id: str, weight: float, pattern: str) -> Rule:
 
 
 _ANY = r"(?:\w+\W+){0,4}?"  # up to four filler words
+_SET_ASIDE = rf"\b(?:ignore|disregard|forget|skip|bypass|override|drop|abandon|neglect)\W+{_ANY}"
+_GUIDANCE = (
+    r"\W+(?:\w+\W+){0,3}?(?:instructions?|prompts?|rules?|directives?|guidelines?|"
+    r"commands?|context|constraints?|programming|guardrails?|restrictions?|policies|guidance|"
+    r"orders|training|setup|configuration|messages?)"
+)
 RULES: tuple[Rule, ...] = (
+    # "ignore your / all / the previous rules" points at the assistant's own instructions.
     _rule(
         "override.ignore_previous",
         0.95,
-        rf"\b(?:ignore|disregard|forget|skip|bypass|override|drop|abandon|neglect)\W+{_ANY}"
-        r"(?:previous|prior|above|earlier|preceding|former|initial|original|existing|system|all|"
-        r"your|the|these|those|any)"
-        r"\W+(?:\w+\W+){0,3}?(?:instructions?|prompts?|rules?|directives?|guidelines?|"
-        r"commands?|context|constraints?|programming|guardrails?|restrictions?|policies|guidance|"
-        r"orders|training|setup|configuration|messages?)",
+        _SET_ASIDE + r"(?:previous|prior|above|earlier|preceding|former|initial|original|system|"
+        r"all|your|these|any)" + _GUIDANCE,
     ),
+    # "skip the security training", "override the branch protection rule": everyday work
+    # says this too (held-out splits 2, 3, 5 and 9 each had a benign one), so the bare
+    # article only flags; the learned and similarity detectors decide whether to block.
+    _rule("override.ignore_the", 0.6, _SET_ASIDE + r"(?:the|those|existing)" + _GUIDANCE),
     _rule(
         "override.new_instructions",
         0.8,
@@ -165,7 +172,10 @@ RULES: tuple[Rule, ...] = (
     _rule(
         "jailbreak.named",
         0.9,
-        r"\b(?:DAN\s+mode|do\s+anything\s+now|developer\s+mode\s+(?:enabled|on|output)|"
+        # "developer mode on" only as a state ("... on."), not "developer mode on my phone",
+        # which blocked a benign IT question in seven held-out splits and no attack.
+        r"\b(?:DAN\s+mode|do\s+anything\s+now|"
+        r"developer\s+mode\s+(?:enabled|activated|output|on(?=\s*(?:[.!:;,)\]]|$)))|"
         r"jailbreak(?:ed)?\s+mode|god\s+mode|STAN\s+prompt|AIM\s+prompt|anti-?DAN|"
         r"evil\s+confidant|opposite\s+mode|unfiltered\s+mode)\b",
     ),
