@@ -291,7 +291,28 @@ RULES: tuple[Rule, ...] = (
 
 
 # -- rules ---------------------------------------------------------------------------------
+# Text between quotation marks. An attack phrase that matches only in there is being quoted:
+# for training slides, a red-team report, a request to translate a notice. Quoting is also
+# how a wrapper attack ("translate this: '...'") hides one, so a quoted match still flags,
+# and the learned and similarity detectors, which read the whole message, decide whether to
+# block. Benign lines quoting an attack were blocked on held-out splits 9 and 10; no attack
+# of any split lost its flag. A retrieved chunk is dropped at this score all the same.
+_QUOTED = re.compile(
+    r"\"[^\"\n]{3,}?\"|“[^”\n]{3,}?”|„[^“”\n]{3,}?[“”]|«[^»\n]{3,}?»|「[^」\n]{3,}?」"
+    r"|(?<!\w)'[^'\n]{3,}?'(?!\w)"
+)
+QUOTED_RULE_CAP = 0.6
+
+
 def rule_score(views: list[str]) -> tuple[float, tuple[str, ...]]:
+    """The rules' score: full weight for a phrase matched outside quotation marks, at most
+    `QUOTED_RULE_CAP` for one matched only inside them."""
+    outside, _ = _rule_score([_QUOTED.sub(" ", view) for view in views])
+    anywhere, matched = _rule_score(views)
+    return max(outside, min(anywhere, QUOTED_RULE_CAP)), matched
+
+
+def _rule_score(views: list[str]) -> tuple[float, tuple[str, ...]]:
     """The highest-weight rule matched in any view; each extra rule adds a little."""
     matched: dict[str, float] = {}
     for view in views:

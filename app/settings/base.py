@@ -310,7 +310,10 @@ METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
 # Injection/jailbreak thresholds per detector: [flag at or above, block at or above].
 GUARD_INPUT_THRESHOLDS = {
     "rules": [0.5, 0.8],
-    "similarity": [0.6, 0.9],
+    # Similarity only flags (a block threshold above 1 is never reached). Its margin over the
+    # benign anchors blocked questions about base64 and canary tokens on four splits; every
+    # attack it blocked was still flagged, and most were blocked by another detector.
+    "similarity": [0.6, 1.1],
     # The learned detector's P(attack). Flag where 2% of the benign questions of the
     # evaluation splits (bench/data/guards, 814 lines) score higher: the training corpus's
     # benign lines are chosen to be hard, and its cross-validated 2% point (0.80) flagged
