@@ -307,9 +307,14 @@ QUOTED_RULE_CAP = 0.6
 def rule_score(views: list[str]) -> tuple[float, tuple[str, ...]]:
     """The rules' score: full weight for a phrase matched outside quotation marks, at most
     `QUOTED_RULE_CAP` for one matched only inside them."""
-    outside, _ = _rule_score([_QUOTED.sub(" ", view) for view in views])
     anywhere, matched = _rule_score(views)
-    return max(outside, min(anywhere, QUOTED_RULE_CAP)), matched
+    if anywhere <= QUOTED_RULE_CAP:
+        return anywhere, matched
+    unquoted = [_QUOTED.sub(" ", view) for view in views]
+    if unquoted == views:  # nothing quoted: the common case costs one pass
+        return anywhere, matched
+    outside, _ = _rule_score(unquoted)
+    return max(outside, QUOTED_RULE_CAP), matched
 
 
 def _rule_score(views: list[str]) -> tuple[float, tuple[str, ...]]:
