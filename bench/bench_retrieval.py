@@ -2,6 +2,7 @@
 
     make bench-retrieval                      # synthetic 100k chunks, real text 20k
     SIZE=1000000 CORPUS=synthetic RESULTS=retrieval-1m make bench-retrieval
+    REUSE=1 SIZE=1000000 CORPUS=synthetic make bench-retrieval   # queries only, same graph
 
 Builds a scratch database `bench_retrieval` on the configured server, migrates it with the
 project's own schema (RLS included) and, for each corpus, loads 384-d vectors with an ACL
@@ -19,7 +20,8 @@ recall on either alone misleads:
   background, then time the search on a quiet machine.
 
 - naive:     HNSW with the ACL as a post-filter (pgvector iterative scan off)
-- iterative: HNSW with `hnsw.iterative_scan = relaxed_order`
+- iterative: the application's graph leg on its own (`hnsw.iterative_scan =
+             relaxed_order`, the plan pinned to the HNSW index), whatever the selectivity
 - exact:     exact distance over the permitted rows
 - adaptive:  what the application does (retrieval.selectors.chunks_search)
 
@@ -49,7 +51,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings.dev")
 
-BENCH_DB = "bench_retrieval"
+# The scratch database; another name keeps a previous run's database (and graph) for REUSE.
+BENCH_DB = os.environ.get("BENCH_DB", "bench_retrieval")
+if not re.fullmatch(r"[a-z_][a-z0-9_]*", BENCH_DB):
+    raise SystemExit(f"BENCH_DB must be a plain lower-case identifier, not {BENCH_DB!r}")
 DIM = 384
 CHUNKS_PER_DOC = 10
 CLUSTERS = 64
@@ -70,6 +75,9 @@ HNSW_M = int(os.environ.get("HNSW_M", "0"))
 HNSW_EF_CONSTRUCTION = int(os.environ.get("HNSW_EF_CONSTRUCTION", "0"))
 # Results go to bench/results/<RESULTS>.json and .md, so a 1M run keeps the 100k one.
 RESULTS = os.environ.get("RESULTS", "retrieval")
+# REUSE=1: measure on the database and graph the previous run built (same SIZE and CORPUS,
+# one corpus), instead of dropping them: a million-chunk graph takes two hours to build.
+REUSE = os.environ.get("REUSE") == "1"
 
 
 @dataclass
@@ -371,7 +379,7 @@ def _visible(principal) -> int:
         return _visible_chunks(principal).count()
 
 
-def _run_corpus(corpus: Corpus) -> tuple[dict, list[Row]]:
+def _load_and_build(corpus: Corpus) -> tuple[dict[float, int], float, float, int]:
     from django.db import connection
 
     started = time.perf_counter()
@@ -381,9 +389,60 @@ def _run_corpus(corpus: Corpus) -> tuple[dict, list[Row]]:
     groups = _load(corpus)
     load_s = time.perf_counter() - started
     build_s, index_bytes = _build_index()
+    return groups, load_s, build_s, index_bytes
+
+
+def _reused(corpus: Corpus) -> tuple[dict[float, int], int]:
+    """The groups and graph size of the previous run's database, checked against `corpus`."""
+    from django.contrib.auth.models import Group
+    from django.db import connection
+
+    from retrieval.rls import privileged_scope
+
+    with privileged_scope("bench: the size of the reused corpus"), connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM retrieval_chunk")
+        chunks = cursor.fetchone()[0]
+        cursor.execute("SELECT pg_relation_size('chunk_embedding_hnsw')")
+        index_bytes = cursor.fetchone()[0]
+    if chunks != len(corpus.vectors):
+        raise SystemExit(
+            f"REUSE=1: the database holds {chunks:,} chunks, not {len(corpus.vectors):,}"
+        )
+    groups = {s: Group.objects.get(name=f"bench-{corpus.name}-{s}").pk for s in SELECTIVITIES}
+    return groups, index_bytes
+
+
+def _search_settings(principal) -> dict:
+    """The exact-plan threshold and ef_search the application uses on this corpus."""
+    from django.conf import settings
+    from django.db import connection
+
+    from retrieval.rls import principal_scope
+    from retrieval.selectors import EXACT_THRESHOLD_GROWTH, _estimate, graph_scan
+
+    with principal_scope(principal):
+        base = settings.RETRIEVAL_EXACT_THRESHOLD
+        _, threshold = _estimate(principal, base, EXACT_THRESHOLD_GROWTH)
+        with graph_scan(2 * K), connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('hnsw.ef_search')::int")
+            ef_search = cursor.fetchone()[0]
+    return {"exact_threshold": threshold, "ef_search": ef_search}
+
+
+def _run_corpus(corpus: Corpus) -> tuple[dict, list[Row]]:
     size = len(corpus.vectors)
-    print(f"{corpus.name}: loaded {size} chunks in {load_s:.1f}s; HNSW built in {build_s:.1f}s "
-          f"({index_bytes / 2**20:.0f} MiB)", flush=True)  # fmt: skip
+    load_s: float | None = None
+    build_s: float | None = None
+    if REUSE:
+        groups, index_bytes = _reused(corpus)
+        print(f"{corpus.name}: reusing {size:,} chunks and their graph "
+              f"({index_bytes / 2**20:.0f} MiB)", flush=True)  # fmt: skip
+    else:
+        groups, load_s, build_s, index_bytes = _load_and_build(corpus)
+        print(f"{corpus.name}: loaded {size} chunks in {load_s:.1f}s; HNSW built in "
+              f"{build_s:.1f}s ({index_bytes / 2**20:.0f} MiB)", flush=True)  # fmt: skip
+    searched = _search_settings(_principal(groups[1.0]))
+    print(f"{corpus.name}: {searched}", flush=True)
 
     strategies = _strategies()
     rows: list[Row] = []
@@ -420,16 +479,20 @@ def _run_corpus(corpus: Corpus) -> tuple[dict, list[Row]]:
         "corpus": corpus.name,
         "description": corpus.description,
         "size": size,
-        "load_s": round(load_s, 1),
-        "index_build_s": round(build_s, 1),
+        "load_s": None if load_s is None else round(load_s, 1),
+        "index_build_s": None if build_s is None else round(build_s, 1),
         "index_mib": round(index_bytes / 2**20, 1),
+        **searched,
     }
     return summary, rows
 
 
 def main() -> int:
     _configure_database()
-    _recreate_database()
+    if REUSE and len(CORPORA) != 1:
+        raise SystemExit("REUSE=1 measures one corpus: set CORPUS too")
+    if not REUSE:
+        _recreate_database()
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
@@ -471,8 +534,15 @@ def main() -> int:
         table += [
             f"**{summary['corpus']}**: {summary['description']}; {summary['size']:,} chunks, "
             f"{QUERIES} queries, k={K}; HNSW (m={m}, ef_construction={ef_construction}, "
-            f"ef_search {settings.RETRIEVAL_HNSW_EF_SEARCH}) built in "
-            f"{summary['index_build_s']:.1f} s, {summary['index_mib']:.0f} MiB.",
+            f"ef_search {summary['ef_search']}: RETRIEVAL_HNSW_EF_SEARCH "
+            f"{settings.RETRIEVAL_HNSW_EF_SEARCH} scaled to the corpus) "
+            + (
+                "reused from the previous run"
+                if summary["index_build_s"] is None
+                else f"built in {summary['index_build_s']:.1f} s"
+            )
+            + f", {summary['index_mib']:.0f} MiB; exact plan at or below "
+            f"{summary['exact_threshold']:,} visible chunks.",
             "",
             "| selectivity | visible chunks | strategy | recall@10 | min rows | p50 ms | p95 ms |",
             "|---|---|---|---|---|---|---|",

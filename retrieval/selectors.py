@@ -5,6 +5,8 @@ rule again underneath (retrieval/rls.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,6 +112,65 @@ def _visible_chunks(principal: Principal) -> QuerySet[Chunk]:
     return Chunk.objects.filter(grants, tier__lte=int(principal.clearance))
 
 
+# The two search settings are values for a corpus of REFERENCE_CHUNKS; larger corpora
+# scale them by (chunks / REFERENCE_CHUNKS) ** growth, from the table statistics.
+# - The exact threshold grows with the square root. Exact search costs about the same per
+#   visible row at any size, while a filtered graph scan visits about (corpus / visible)
+#   rows per row it keeps, so the two cross near sqrt(corpus): 5,000 visible chunks at
+#   100,000, 15,800 at a million. (At a million, exact over 9,780 visible chunks took
+#   21 ms and the graph scan 120 ms; over 100,000, 250 ms against 18 ms.)
+# - ef_search grows with the 0.7 power: 120 at 100,000 and 600 at a million, the values
+#   that gave recall@10 >= 0.98 over the whole corpus at those sizes (docs/BENCHMARKS.md).
+REFERENCE_CHUNKS = 100_000
+EXACT_THRESHOLD_GROWTH = 0.5
+EF_SEARCH_GROWTH = 0.7
+_CORPUS_SCALE = (
+    "greatest(1.0, (SELECT reltuples FROM pg_class"
+    " WHERE oid = 'retrieval_chunk'::regclass) / %(reference)s)"
+)
+
+
+def _estimate(principal: Principal, base: int, growth: float) -> tuple[int, int]:
+    """(about how many chunks the principal may read, the threshold `base` scaled to the
+    corpus by `growth`), from one statement. See `estimated_visible_chunks`."""
+    with connection.cursor() as cursor:
+        # One statement (it runs in the principal's RLS scope like every other read).
+        cursor.execute(
+            "WITH stats AS ("
+            "  SELECT CASE WHEN c.reltuples > 0 AND d.reltuples > 0"
+            "   THEN c.reltuples / d.reltuples ELSE 10 END AS per_document,"
+            "  floor(%(base)s * power(greatest(1.0, c.reltuples / %(reference)s),"
+            "   %(growth)s))::bigint AS cap"
+            "  FROM pg_class c, pg_class d"
+            "  WHERE c.oid = 'retrieval_chunk'::regclass"
+            "   AND d.oid = 'retrieval_document'::regclass),"
+            " bound AS (SELECT per_document, cap, floor(cap / per_document)::bigint + 1 AS n"
+            "  FROM stats)"
+            " SELECT per_document, cap,"
+            "  (SELECT count(*) FROM (SELECT 1 FROM retrieval_document_allowed_users"
+            "    WHERE user_id = %(user)s LIMIT (SELECT n FROM bound)) AS u),"
+            "  (SELECT count(*) FROM (SELECT 1 FROM retrieval_document_allowed_groups"
+            "    WHERE group_id = ANY(%(groups)s::int[]) LIMIT (SELECT n FROM bound)) AS g),"
+            "  (SELECT count(*) FROM (SELECT 1 FROM retrieval_document"
+            "    WHERE all_authenticated AND classification <= %(clearance)s"
+            "    LIMIT (SELECT n FROM bound)) AS o)"
+            " FROM bound",
+            {
+                "base": base,
+                "growth": growth,
+                "reference": REFERENCE_CHUNKS,
+                "user": principal.user_id,
+                "groups": list(principal.group_ids),
+                "clearance": int(principal.clearance),
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return 0, base
+    per_document, cap, user_grants, group_grants, open_documents = row
+    return int((user_grants + group_grants + open_documents) * per_document), int(cap)
+
+
 def estimated_visible_chunks(principal: Principal, *, cap: int) -> int:
     """About how many chunks the principal may read, from index-only counts that cost no
     policy check per row: the documents granted to the user or their groups (the grant
@@ -122,59 +183,91 @@ def estimated_visible_chunks(principal: Principal, *, cap: int) -> int:
     dominates the search itself. This over-estimates (tiers are ignored, grants overlap):
     that only ever picks HNSW, and short HNSW results fall back to exact. Call inside a
     scope."""
-    with connection.cursor() as cursor:
-        # One statement (it runs in the principal's RLS scope like every other read).
-        cursor.execute(
-            "WITH stats AS ("
-            "  SELECT CASE WHEN c.reltuples > 0 AND d.reltuples > 0"
-            "   THEN c.reltuples / d.reltuples ELSE 10 END AS per_document"
-            "  FROM pg_class c, pg_class d"
-            "  WHERE c.oid = 'retrieval_chunk'::regclass"
-            "   AND d.oid = 'retrieval_document'::regclass),"
-            " bound AS (SELECT per_document, floor(%s / per_document)::bigint + 1 AS n"
-            "  FROM stats)"
-            " SELECT per_document,"
-            "  (SELECT count(*) FROM (SELECT 1 FROM retrieval_document_allowed_users"
-            "    WHERE user_id = %s LIMIT (SELECT n FROM bound)) AS u),"
-            "  (SELECT count(*) FROM (SELECT 1 FROM retrieval_document_allowed_groups"
-            "    WHERE group_id = ANY(%s::int[]) LIMIT (SELECT n FROM bound)) AS g),"
-            "  (SELECT count(*) FROM (SELECT 1 FROM retrieval_document"
-            "    WHERE all_authenticated AND classification <= %s"
-            "    LIMIT (SELECT n FROM bound)) AS o)"
-            " FROM bound",
-            [cap, principal.user_id, list(principal.group_ids), int(principal.clearance)],
-        )
-        row = cursor.fetchone()
-    per_document, user_grants, group_grants, open_documents = row if row else (10.0, 0, 0, 0)
-    return int((user_grants + group_grants + open_documents) * per_document)
+    return _estimate(principal, cap, 0.0)[0]
 
 
 def dense_plan(principal: Principal) -> str:
     """'exact' when the principal may see few chunks, else 'hnsw'. Call inside a scope.
 
     A filtered HNSW scan walks the graph until enough rows pass the ACL filter; when only a
-    sliver of the corpus is visible it gives up (hnsw.max_scan_tuples) with fewer than k
-    rows and poor recall. Exact distance over a few thousand permitted rows (found through
-    the grant indexes) is both cheap and perfect. An estimate that is too high is caught
-    by `_dense_rows`, which falls back to exact when HNSW comes back short."""
+    sliver of the corpus is visible it visits many rows per row it keeps, or gives up
+    (hnsw.max_scan_tuples) with fewer than k. Exact distance over the permitted rows
+    (found through the grant indexes) is then both cheaper and perfect. The threshold is
+    RETRIEVAL_EXACT_THRESHOLD scaled to the corpus (see REFERENCE_CHUNKS). An estimate that
+    is too high is caught by `_dense_rows`, which falls back to exact when HNSW comes back
+    short."""
     threshold = settings.RETRIEVAL_EXACT_THRESHOLD
     if threshold <= 0:
         return "hnsw"
-    return "exact" if estimated_visible_chunks(principal, cap=threshold) <= threshold else "hnsw"
+    estimate, scaled = _estimate(principal, threshold, EXACT_THRESHOLD_GROWTH)
+    return "exact" if estimate <= scaled else "hnsw"
 
 
-def _nearest(
+def _nearest_query(
     principal: Principal, query_embedding: list[float], depth: int, *, exact: bool
-) -> list[dict]:
+) -> QuerySet[Chunk, dict[str, Any]]:
     distance = CosineDistance("embedding", query_embedding)
     # "+ 0" hides the operator from the planner: no index scan, exact ordering.
     order: Expression = distance + Value(0.0) if exact else distance
-    return list(
+    return (
         _visible_chunks(principal)
         .annotate(distance=distance, ordering=order)
         .order_by("ordering", "id")
         .values(*_HIT_FIELDS, "distance")[:depth]
     )
+
+
+def _nearest(
+    principal: Principal, query_embedding: list[float], depth: int, *, exact: bool
+) -> list[dict]:
+    return list(_nearest_query(principal, query_embedding, depth, exact=exact))
+
+
+# The HNSW leg's session settings, set for its one query and then put back. Besides the
+# iterative scan and ef_search (RETRIEVAL_HNSW_EF_SEARCH scaled to the corpus), they pin
+# the plan to the graph: the choice between graph and exact is made above (`dense_plan`),
+# not by the planner. PostgreSQL guesses the selectivity of the ACL's array overlap;
+# guessing low, it may read the grants through a bitmap scan and sort every visible row
+# (the exact plan by accident: 250 ms for 100,000 visible chunks of a million), and a
+# re-analysis by autovacuum can flip it between the two from one query to the next. With
+# sequential scans, bitmap scans and full sorts disabled, the graph scan (under an
+# incremental sort) is the one plan left that has no disabled step.
+_PLANNER_KNOBS = ("enable_seqscan", "enable_bitmapscan", "enable_sort")
+_GRAPH_SETTINGS = (
+    "SELECT set_config('hnsw.iterative_scan', %(iterative)s, true),"
+    " set_config('hnsw.ef_search', least(%(max)s, greatest(%(wanted)s,"
+    f" round(%(base)s * power({_CORPUS_SCALE}, %(growth)s))))::int::text, true), "
+    + ", ".join(f"current_setting('{knob}')" for knob in _PLANNER_KNOBS)
+    + ", "
+    + ", ".join(f"set_config('{knob}', 'off', true)" for knob in _PLANNER_KNOBS)
+)
+_RESTORE_KNOBS = "SELECT " + ", ".join(f"set_config('{knob}', %s, true)" for knob in _PLANNER_KNOBS)
+
+
+@contextmanager
+def graph_scan(wanted: int) -> Iterator[None]:
+    """Session settings for one filtered HNSW query that should yield `wanted` rows: the
+    iterative scan, ef_search, and the plan pinned to the graph. The planner settings are
+    put back on a clean exit (after an error, the scope's savepoint rollback does it): the
+    lexical leg and the exact plan that follow need bitmap scans. Call inside a scope."""
+    with connection.cursor() as cursor:
+        # pgvector 0.8: keep scanning the graph until enough rows pass the ACL filter.
+        cursor.execute(
+            _GRAPH_SETTINGS,
+            {
+                "iterative": HNSW_ITERATIVE,
+                "max": HNSW_EF_SEARCH_MAX,
+                "wanted": wanted,
+                "base": settings.RETRIEVAL_HNSW_EF_SEARCH,
+                "growth": EF_SEARCH_GROWTH,
+                "reference": REFERENCE_CHUNKS,
+            },
+        )
+        row = cursor.fetchone()
+        knobs = len(_PLANNER_KNOBS)
+        previous = list(row[2 : 2 + knobs]) if row else ["on"] * knobs
+        yield
+        cursor.execute(_RESTORE_KNOBS, previous)
 
 
 def _dense_rows(principal: Principal, query_embedding: list[float], depth: int) -> list[dict]:
@@ -183,15 +276,8 @@ def _dense_rows(principal: Principal, query_embedding: list[float], depth: int) 
     if dense_plan(principal) == "exact":
         return _nearest(principal, query_embedding, depth, exact=True)
     wanted = depth * HNSW_OVERSAMPLE
-    ef_search = max(settings.RETRIEVAL_HNSW_EF_SEARCH, wanted)
-    with connection.cursor() as cursor:
-        # pgvector 0.8: keep scanning the graph until enough rows pass the ACL filter.
-        cursor.execute(
-            "SELECT set_config('hnsw.iterative_scan', %s, true),"
-            " set_config('hnsw.ef_search', %s, true)",
-            [HNSW_ITERATIVE, str(min(ef_search, HNSW_EF_SEARCH_MAX))],
-        )
-    rows = _nearest(principal, query_embedding, wanted, exact=False)
+    with graph_scan(wanted):
+        rows = _nearest(principal, query_embedding, wanted, exact=False)
     if len(rows) < wanted:
         # The scan gave up (hnsw.max_scan_tuples) before finding enough visible rows: so
         # few are visible that the exact plan is cheap, and it finds them all.

@@ -149,3 +149,69 @@ def test_the_indexes_every_search_reads_keep_no_pending_list():
         "chunk_readable_users_gin",
     }
     assert all("fastupdate=off" in (value or []) for value in options.values()), options
+
+
+@pytest.mark.usefixtures("demo")
+def test_the_graph_leg_runs_on_the_hnsw_index_whatever_the_planner_would_pick(principal_of):
+    """The plan (exact or graph) is the application's choice, not the planner's. Left to
+    itself, the planner reads a small or seemingly selective table through a scan and sorts
+    every visible row: on the 1M bench, 10% selectivity flipped to that plan after an
+    autovacuum (250 ms instead of 18). Inside `graph_scan` the HNSW index is the one plan
+    left, and afterwards the planner's settings are back for the lexical leg."""
+    from django.db import connection
+
+    from retrieval.rls import principal_scope
+    from retrieval.selectors import _nearest_query, graph_scan
+
+    carol = principal_of("carol")
+    vector = embed_query("How are vendor payments approved?")
+    with principal_scope(carol):
+        free = _nearest_query(carol, vector, 20, exact=False).explain()
+        with graph_scan(20):
+            pinned = _nearest_query(carol, vector, 20, exact=False).explain()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT current_setting('enable_seqscan'), current_setting('enable_bitmapscan'),"
+                " current_setting('enable_sort')"
+            )
+            knobs = cursor.fetchone()
+    assert "chunk_embedding_hnsw" not in free  # what the planner picks on this small corpus
+    assert "Index Scan using chunk_embedding_hnsw" in pinned
+    assert knobs == ("on", "on", "on")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_exact_threshold_and_ef_search_grow_with_the_corpus(
+    demo, principal_of, settings, monkeypatch
+):
+    """Both settings are values for REFERENCE_CHUNKS chunks. On a corpus four times that
+    size the exact threshold doubles (square root) and ef_search grows 4 ** 0.7 times."""
+    from django.db import connection
+
+    from retrieval import selectors
+    from retrieval.rls import principal_scope
+    from tests.db_roles import owner_role
+
+    with owner_role(), connection.cursor() as cursor:  # the statistics the scaling reads
+        cursor.execute("ANALYZE retrieval_chunk, retrieval_document")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = 'retrieval_chunk'::regclass")
+        (chunks,) = cursor.fetchone()
+    assert chunks > 0
+    bob = principal_of("bob")
+
+    def plan_and_ef_search() -> tuple[str, int]:
+        with principal_scope(bob):
+            plan = selectors.dense_plan(bob)
+            with selectors.graph_scan(2), connection.cursor() as cursor:
+                cursor.execute("SELECT current_setting('hnsw.ef_search')::int")
+                return plan, cursor.fetchone()[0]
+
+    with principal_scope(bob):
+        estimate = selectors.estimated_visible_chunks(bob, cap=10**6)
+    assert estimate >= 2
+    settings.RETRIEVAL_EXACT_THRESHOLD = (estimate + 1) // 2  # under the estimate, twice over
+    settings.RETRIEVAL_HNSW_EF_SEARCH = 120
+    assert plan_and_ef_search() == ("hnsw", 120)  # the demo corpus is below the reference
+    monkeypatch.setattr(selectors, "REFERENCE_CHUNKS", chunks / 4)
+    assert plan_and_ef_search() == ("exact", round(120 * 4**0.7))
