@@ -180,9 +180,10 @@ def estimated_visible_chunks(principal: Principal, *, cap: int) -> int:
     cost more than the search itself.
 
     Counting visible chunks directly costs a row-level-security check per row, which
-    dominates the search itself. This over-estimates (tiers are ignored, grants overlap):
-    that only ever picks HNSW, and short HNSW results fall back to exact. Call inside a
-    scope."""
+    dominates the search itself. This over-estimates (tiers are ignored, grants overlap).
+    An estimate too high picks the graph for a principal who sees little: the scan then
+    comes back short (after at most hnsw.max_scan_tuples rows) and `_dense_rows` falls back
+    to exact, so recall holds and only latency pays. Call inside a scope."""
     return _estimate(principal, cap, 0.0)[0]
 
 
