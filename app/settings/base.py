@@ -316,11 +316,12 @@ GUARD_INPUT_THRESHOLDS = {
     # benign anchors blocked questions about base64 and canary tokens on four splits; every
     # attack it blocked was still flagged, and most were blocked by another detector.
     "similarity": [0.6, 1.1],
-    # The learned detector's P(attack). Flag where 2% of the benign questions of the
-    # evaluation splits (bench/data/guards, 814 lines) score higher: the training corpus's
-    # benign lines are chosen to be hard, and its cross-validated 2% point (0.80) flagged
-    # too little. Block where under 0.5% of the training corpus's benign lines score higher.
-    "learned": [0.55, 0.92],
+    # The learned detector's P(attack). Block where under 0.5% of the training corpus's
+    # benign lines score higher. Flag at 0.4, chosen with the fourth and fifth training
+    # batches by replaying stored scores of the seen splits (in-sample and held-out 1-13,
+    # 3,652 lines): flag 0.55 -> 0.4 cut the missed attacks of held-out 2-13 from 59 to 31
+    # and raised benign flags from 11.2% to 12.9% (docs/BENCHMARKS.md, part I).
+    "learned": [0.4, 0.92],
     "classifier": [0.5, 0.9],
 }
 # Retrieved chunks: a chunk at or above "flag" is dropped and its document flagged. The
