@@ -99,6 +99,31 @@ def fold_confusables(text: str) -> str:
     return text.translate(_CONFUSABLES)
 
 
+_FOLDABLE_LETTERS = frozenset(chr(code) for code in _CONFUSABLES if chr(code).isalpha())
+_LETTER_RUN = re.compile(r"[^\W\d_]+")
+
+
+def fold_disguised_words(text: str) -> str:
+    """Homoglyphs folded only where they disguise Latin: in a word that mixes them with
+    ASCII letters ("іgnоrе"), and, in text whose letters are mostly ASCII, in a word made
+    of them alone (a Cyrillic "а"). A Russian or Greek sentence stays as written: folded
+    whole it turns into letter soup, which the embedding detectors would pay a second,
+    meaningless pass for (`fold_confusables` still folds everything for the rules)."""
+    letters = [ch for ch in text if ch.isalpha()]
+    mostly_ascii = 2 * sum(ch.isascii() for ch in letters) > len(letters)
+
+    def fold(match: re.Match[str]) -> str:
+        word = match.group()
+        disguised = [ch in _FOLDABLE_LETTERS for ch in word]
+        if not any(disguised):
+            return word
+        if any(ch.isascii() for ch in word) or (mostly_ascii and all(disguised)):
+            return word.translate(_CONFUSABLES)
+        return word
+
+    return _LETTER_RUN.sub(fold, text)
+
+
 def _printable_ratio(text: str) -> float:
     if not text:
         return 0.0
@@ -172,9 +197,9 @@ def unleet(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Views:
-    """Renderings of one input for the detectors. `semantic` (the text, homoglyph-folded,
-    decoded payloads) are worth embedding; `all` adds rot13, leetspeak, letters split by
-    separators rejoined, and the text reversed, for the rules."""
+    """Renderings of one input for the detectors. `semantic` (the text, its disguised words
+    folded, decoded payloads) are worth embedding; `all` adds every homoglyph folded, rot13,
+    leetspeak, letters split by separators rejoined, and the text reversed, for the rules."""
 
     semantic: tuple[str, ...]
     all: tuple[str, ...]
@@ -187,7 +212,7 @@ def inspection_views(raw: str, normalized: str) -> Views:
     the rules (cheap; a benign text turns into noise that no rule matches); base64/hex/tag
     payloads are added when present."""
     folded = fold_confusables(normalized)
-    semantic = [normalized, folded]
+    semantic = [normalized, fold_disguised_words(normalized)]
     semantic.extend(
         fold_confusables(unicodedata.normalize("NFKC", p)) for p in decoded_payloads(raw)
     )
@@ -198,4 +223,4 @@ def inspection_views(raw: str, normalized: str) -> Views:
         folded[::-1],  # text written backwards
     ]
     semantic_unique = tuple(dict.fromkeys(v for v in semantic if v.strip()))
-    return Views(semantic_unique, tuple(dict.fromkeys((*semantic_unique, *transforms))))
+    return Views(semantic_unique, tuple(dict.fromkeys((*semantic_unique, folded, *transforms))))
