@@ -297,9 +297,14 @@ RULES: tuple[Rule, ...] = (
 # and the learned and similarity detectors, which read the whole message, decide whether to
 # block. Benign lines quoting an attack were blocked on held-out splits 9 and 10; no attack
 # of any split lost its flag. A retrieved chunk is dropped at this score all the same.
+# Inline code and regular-expression literals (/…/ with regex syntax in it) are quoted text
+# too: a detection rule under review spells the attack out (held-out 12, 13 and 15). Fenced
+# code blocks are not: pasted material is where an indirect injection hides.
 _QUOTED = re.compile(
     r"\"[^\"\n]{3,}?\"|“[^”\n]{3,}?”|„[^“”\n]{3,}?[“”]|«[^»\n]{3,}?»|「[^」\n]{3,}?」"
     r"|(?<!\w)'[^'\n]{3,}?'(?!\w)"
+    r"|(?<!`)`[^`\n]{3,}?`(?!`)"
+    r"|(?<![\w/])/(?=[^/\n]*[\\(\[|])[^/\s][^/\n]{2,}?/[a-z]*(?![\w/])"
 )
 QUOTED_RULE_CAP = 0.6
 
