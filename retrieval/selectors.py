@@ -128,6 +128,26 @@ _CORPUS_SCALE = (
     "greatest(1.0, (SELECT reltuples FROM pg_class"
     " WHERE oid = 'retrieval_chunk'::regclass) / %(reference)s)"
 )
+_ESTIMATE = (  # the statement of `_estimate`
+    "WITH stats AS ("  # noqa: S608 - built from constants only
+    "  SELECT CASE WHEN c.reltuples > 0 AND d.reltuples > 0"
+    "   THEN c.reltuples / d.reltuples ELSE 10 END AS per_document,"
+    f"  floor(%(base)s * power({_CORPUS_SCALE}, %(growth)s))::bigint AS cap"
+    "  FROM pg_class c, pg_class d"
+    "  WHERE c.oid = 'retrieval_chunk'::regclass"
+    "   AND d.oid = 'retrieval_document'::regclass),"
+    " bound AS (SELECT per_document, cap, floor(cap / per_document)::bigint + 1 AS n"
+    "  FROM stats)"
+    " SELECT per_document, cap,"
+    "  (SELECT count(*) FROM (SELECT 1 FROM retrieval_document_allowed_users"
+    "    WHERE user_id = %(user)s LIMIT (SELECT n FROM bound)) AS u),"
+    "  (SELECT count(*) FROM (SELECT 1 FROM retrieval_document_allowed_groups"
+    "    WHERE group_id = ANY(%(groups)s::int[]) LIMIT (SELECT n FROM bound)) AS g),"
+    "  (SELECT count(*) FROM (SELECT 1 FROM retrieval_document"
+    "    WHERE all_authenticated AND classification <= %(clearance)s"
+    "    LIMIT (SELECT n FROM bound)) AS o)"
+    " FROM bound"
+)
 
 
 def _estimate(principal: Principal, base: int, growth: float) -> tuple[int, int]:
@@ -136,25 +156,7 @@ def _estimate(principal: Principal, base: int, growth: float) -> tuple[int, int]
     with connection.cursor() as cursor:
         # One statement (it runs in the principal's RLS scope like every other read).
         cursor.execute(
-            "WITH stats AS ("
-            "  SELECT CASE WHEN c.reltuples > 0 AND d.reltuples > 0"
-            "   THEN c.reltuples / d.reltuples ELSE 10 END AS per_document,"
-            "  floor(%(base)s * power(greatest(1.0, c.reltuples / %(reference)s),"
-            "   %(growth)s))::bigint AS cap"
-            "  FROM pg_class c, pg_class d"
-            "  WHERE c.oid = 'retrieval_chunk'::regclass"
-            "   AND d.oid = 'retrieval_document'::regclass),"
-            " bound AS (SELECT per_document, cap, floor(cap / per_document)::bigint + 1 AS n"
-            "  FROM stats)"
-            " SELECT per_document, cap,"
-            "  (SELECT count(*) FROM (SELECT 1 FROM retrieval_document_allowed_users"
-            "    WHERE user_id = %(user)s LIMIT (SELECT n FROM bound)) AS u),"
-            "  (SELECT count(*) FROM (SELECT 1 FROM retrieval_document_allowed_groups"
-            "    WHERE group_id = ANY(%(groups)s::int[]) LIMIT (SELECT n FROM bound)) AS g),"
-            "  (SELECT count(*) FROM (SELECT 1 FROM retrieval_document"
-            "    WHERE all_authenticated AND classification <= %(clearance)s"
-            "    LIMIT (SELECT n FROM bound)) AS o)"
-            " FROM bound",
+            _ESTIMATE,
             {
                 "base": base,
                 "growth": growth,
