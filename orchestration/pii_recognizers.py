@@ -4,8 +4,9 @@ names that spaCy's small model misses.
 spaCy's NER finds most "Firstname Lastname" pairs in well-formed sentences but misses
 many (short imperative sentences, lower-case names, a name followed by a title). The
 name recogniser here looks names up in public-domain lists (1990 US Census first names
-and surnames, see data/names/README.md) and uses the words around them: honorifics
-("Mr.", "Dr."), greetings ("Dear …,"), and "my name is …". Lower-case pairs count only
+and surnames, see data/names/README.md) and uses the words around them: honorifics and
+titles in several languages ("Mr.", "Dr.", "Sra.", "Herr", "Dott."), degrees after a name
+("Ph.D.", "M.Sc."), greetings ("Dear …,"), and "my name is …". Lower-case pairs count only
 when the first name is not also an ordinary English word ("mark", "will" …), so "will
 price" is not a person but "john smith" is.
 """
@@ -90,8 +91,15 @@ def street_address_recognizer() -> PatternRecognizer:
 # -- person names --------------------------------------------------------------------------
 _LETTER = r"[^\W\d_]"
 _TOKEN = re.compile(rf"{_LETTER}(?:{_LETTER}|['’])*(?:-{_LETTER}(?:{_LETTER}|['’])*)*\.?")
+# Forms of address and titles before a name: English, then Spanish and Portuguese, French,
+# German ("Univ.Prof.", "Dipl.-Ing."), Italian and Dutch.
 _HONORIFICS = frozenset(
-    "mr mrs ms miss mx dr prof sir dame madam mister rev reverend hon pastor fr ing".split()
+    "mr mrs ms miss mx dr prof sir dame madam mister rev reverend hon pastor fr ing bishop "
+    "sr sra srta don dona dna lic licda lcdo lcda mtro mtra dra arq dom "
+    "mme mlle "
+    "herr frau univ dipl "
+    "sig sigra dott dottssa avv "
+    "dhr mevr".split()
 )
 _CALENDAR = frozenset(
     "monday tuesday wednesday thursday friday saturday sunday january february march april "
@@ -101,7 +109,12 @@ _CALENDAR = frozenset(
 _PARTICLES = frozenset(
     "de du da del della der den van von bin binti al el la le di dos das".split()
 )
-_SUFFIXES = frozenset("jr sr ii iii iv md dds phd dvm esq cpa rn".split())
+_SUFFIXES = frozenset(
+    "jr sr ii iii iv md dds phd dvm esq cpa rn mba msc bsc meng beng llm llb mph".split()
+)
+# A degree written with full stops after a name ("B.Sc.", "M.A.", "Ph.D."), with or without
+# a comma before it.
+_DOTTED_DEGREE = re.compile(r",?[ \t]+(?:[A-Z][a-z]{0,3}\.){2,3}(?!\w)")
 _GREETINGS = frozenset("dear hi hello hey attn attention".split())
 _NOT_ADDRESSEES = frozenset("team all folks everyone there guys colleagues sir madam both".split())
 _NAME_IS = re.compile(
@@ -144,8 +157,11 @@ class NameGazetteerRecognizer(EntityRecognizer):  # type: ignore[misc]
         tokens = [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
         results: list[RecognizerResult] = []
         for start, end, score in self._spans(text, tokens, lists):
+            degree = _DOTTED_DEGREE.match(text, end)
+            if degree:
+                end = degree.end()
             # A sentence's full stop is not part of the name ("… to Ingrid Solberg.").
-            if text[end - 1] == "." and _bare(text[start:end].split()[-1]) not in _SUFFIXES:
+            elif text[end - 1] == "." and _bare(text[start:end].split()[-1]) not in _SUFFIXES:
                 if len(text[start:end].split()[-1]) > 2:
                     end -= 1
             results.append(RecognizerResult("PERSON", start, end, score))

@@ -42,6 +42,24 @@ def test_names_spacy_misses_are_redacted_before_a_provider(message, name):
 
 
 @pytest.mark.parametrize(
+    ("message", "name"),
+    [
+        ("Forward it to Sra. Itzel Quetzalli Ramírez.", "Sra. Itzel Quetzalli Ramírez"),
+        ("Mevr. Annelies Verbruggen called.", "Mevr. Annelies Verbruggen"),
+        ("Ask Dott. Ludovica Pistoletto for the figures.", "Dott. Ludovica Pistoletto"),
+        ("The memo is from Ilse Tannhäuser, M.Sc., our analyst.", "Ilse Tannhäuser M.Sc"),
+        ("Report by Jorge Palacios, Ph.D. on Friday", "Jorge Palacios Ph.D"),
+    ],
+)
+def test_titles_and_degrees_of_other_languages_go_with_the_name(message, name):
+    """A form of address or a degree is part of what identifies the person: the provider
+    gets neither the name nor the title around it."""
+    sent = _sent(message)
+    for part in name.replace(".", " ").split():
+        assert part not in sent, sent
+
+
+@pytest.mark.parametrize(
     ("message", "value"),
     [
         ("Ship it to 5672 Thompson Lakes Suite 607, Lake Maria, VI 46113.", "Thompson Lakes"),
