@@ -443,15 +443,13 @@ TIE = 1e-6  # cosine distances this close are equal (the same vector, float32 ro
 def _recall(corpus: Corpus, query: np.ndarray, expected: list[int], got: list[int]) -> float:
     """The share of `expected` (exact's top k) matched by rows of `got` at no greater
     distance: a tied row counts, whichever of the tied ids it is. Chunk i has id i + 1."""
-    if not expected:
-        return 1.0
+    if not expected or not got:
+        return 0.0 if expected else 1.0
 
     def distances(ids: list[int]) -> np.ndarray:
         rows = corpus.vectors[np.asarray(ids, dtype=np.int64) - 1]
         return 1.0 - rows @ query / (np.linalg.norm(rows, axis=1) * np.linalg.norm(query))
 
-    if not got:
-        return 0.0
     kth = float(distances(expected).max())
     found = int((distances(got[: len(expected)]) <= kth + TIE).sum())
     return min(found, len(expected)) / len(expected)

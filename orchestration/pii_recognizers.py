@@ -92,12 +92,12 @@ def street_address_recognizer() -> PatternRecognizer:
 _LETTER = r"[^\W\d_]"
 _TOKEN = re.compile(rf"{_LETTER}(?:{_LETTER}|['’])*(?:-{_LETTER}(?:{_LETTER}|['’])*)*\.?")
 # Forms of address and titles before a name: English, then Spanish and Portuguese, French,
-# German ("Univ.Prof.", "Dipl.-Ing."), Italian and Dutch.
+# German ("Herr", "Univ.Prof."), Italian and Dutch.
 _HONORIFICS = frozenset(
     "mr mrs ms miss mx dr prof sir dame madam mister rev reverend hon pastor fr ing bishop "
     "sr sra srta don dona dna lic licda lcdo lcda mtro mtra dra arq dom "
     "mme mlle "
-    "herr frau univ dipl "
+    "herr frau univ "
     "sig sigra dott dottssa avv "
     "dhr mevr".split()
 )
