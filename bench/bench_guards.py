@@ -6,7 +6,9 @@ Runs the labelled corpus in bench/data/guards/ (attacks and benign enterprise qu
 see build_notes.md for sources and licence) through the input guards exactly as the
 pipeline does — normalisation, then the layered injection detector, then Presidio — and
 reports, per detector and combined: precision, recall, false-positive rate; the share of
-attacks blocked or flagged and of benign questions blocked; and latency p50/p95 per step.
+attacks blocked or flagged and of benign questions blocked; and latency p50/p95 per step
+("total", the whole input guard as the pipeline runs it, over LATENCY_PASSES passes of
+each split, default 3).
 Figures are reported twice: on the in-sample corpus (written by the engineer who tuned
 the detectors) and on a held-out split (bench/data/guards/heldout/, no threshold tuned on it).
 
@@ -40,6 +42,9 @@ os.environ["LOOPBACK_PROVIDER_ENABLED"] = "1"  # dev settings; prod refuses it
 
 DATA = ROOT / "bench" / "data" / "guards"
 RESULTS = ROOT / "bench" / "results"
+# Passes of the whole input guard over each split for "total": a split's p95 rests on its
+# ~15 slowest lines, and one pass on this machine moved by 5-10 ms from run to run.
+LATENCY_PASSES = int(os.environ.get("LATENCY_PASSES", "3"))
 
 
 @dataclass
@@ -133,11 +138,16 @@ def run_detection(rows: list[Row]) -> dict[str, Any]:
     scan("warm up", thresholds)
     pii_entities("warm up John Smith")
     screen_input("warm up John Smith", thresholds)
-    for row in rows:
+
+    def guarded(text: str) -> float:
+        """The input guard as the pipeline runs it, timed whole (ms)."""
         started = time.perf_counter()
-        normalized = normalize(row.text).text
-        screen_input(normalized, thresholds, views=inspection_views(row.text, normalized))
-        timings["total"].append((time.perf_counter() - started) * 1000)
+        normalized = normalize(text).text
+        screen_input(normalized, thresholds, views=inspection_views(text, normalized))
+        return (time.perf_counter() - started) * 1000
+
+    for row in rows:
+        timings["total"].append(guarded(row.text))
         t0 = time.perf_counter()
         normalized = normalize(row.text).text
         views = inspection_views(row.text, normalized)
@@ -165,6 +175,12 @@ def run_detection(rows: list[Row]) -> dict[str, Any]:
             missed.append({"family": row.family, "text": row.text[:90]})
         if row.label == "benign" and action is Action.BLOCK:
             false_blocks.append(row.text)
+    # "total" pools every pass; each pass's own p95 is kept to show the spread.
+    total_p95_by_pass = [pct(timings["total"], 0.95)]
+    for _ in range(LATENCY_PASSES - 1):
+        one_pass = [guarded(row.text) for row in rows]
+        total_p95_by_pass.append(pct(one_pass, 0.95))
+        timings["total"].extend(one_pass)
     labels = [r.label == "attack" for r in rows]
     detected = [v >= Action.FLAG for v in verdicts]
     attacks = [v for v, lab in zip(verdicts, labels, strict=True) if lab]
@@ -190,6 +206,7 @@ def run_detection(rows: list[Row]) -> dict[str, Any]:
             step: {"p50": round(pct(v, 0.5), 2), "p95": round(pct(v, 0.95), 2)}
             for step, v in timings.items()
         },
+        "total_p95_by_pass": [round(v, 2) for v in total_p95_by_pass],
         "missed": missed,
         "false_blocks": false_blocks,
     }
@@ -414,6 +431,8 @@ def _detection_md(title: str, det: dict[str, Any]) -> list[str]:
     ]
     for step, v in det["latency_ms"].items():
         lines.append(f"| {step} | {v['p50']} | {v['p95']} |")
+    by_pass = " / ".join(f"{v:.1f}" for v in det["total_p95_by_pass"])
+    lines += ["", f"Total over {len(det['total_p95_by_pass'])} passes; p95 per pass: {by_pass} ms."]
     return [*lines, ""]
 
 
