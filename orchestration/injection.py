@@ -548,6 +548,13 @@ def decide(scores: dict[str, float], thresholds: Thresholds) -> tuple[Action, st
     return action, decided_by
 
 
+def raised_by(verdict: Verdict, thresholds: Thresholds) -> frozenset[str]:
+    """The detectors whose score reached their own flag threshold."""
+    return frozenset(
+        name for name, score in verdict.scores.items() if score >= getattr(thresholds, name)[0]
+    )
+
+
 def scan(text: str, thresholds: Thresholds, *, views: Views | None = None) -> Verdict:
     """Score `text` with every enabled detector and decide. `views` (from normalisation)
     defaults to those of `text` itself."""

@@ -31,7 +31,7 @@ from broker.types import (
 )
 from orchestration import anomaly, policy, tools
 from orchestration.errors import InputRejected
-from orchestration.injection import Thresholds, Verdict, scan
+from orchestration.injection import Thresholds, Verdict, raised_by, scan
 from orchestration.moderation import ModerationGate, ModerationVerdict, moderate
 from orchestration.normalize import Views, inspection_views, normalize
 from orchestration.output import CanaryLeak, OutputGuard
@@ -120,6 +120,14 @@ def screen_input(message: str, thresholds: Thresholds, *, views: Views | None = 
     return Screening(verdict, pii.result())
 
 
+def _anomaly_kind(allowed: bool, verdict: Verdict, thresholds: Thresholds) -> str:
+    """The anomaly signal of a turn the guard did not simply allow: a block, a flag, or a flag
+    that only the similarity detector raised (its own, lower weight in ANOMALY_WEIGHTS)."""
+    if not allowed:
+        return "blocked"
+    return "flagged_similarity" if raised_by(verdict, thresholds) == {"similarity"} else "flagged"
+
+
 def guard_input(turn: Turn) -> Turn:
     """Account state, then prompt-injection / jailbreak detection: allow, flag or block.
     PII detection for step 3 runs alongside the scan (`screen_input`)."""
@@ -128,9 +136,8 @@ def guard_input(turn: Turn) -> Turn:
     policy.chat_decision(principal, anomaly_state=state).enforce()
     if state == anomaly.State.THROTTLED and not anomaly.throttle_allows(principal.user_id):
         policy.Decision(False, policy.Reason.THROTTLED).enforce()
-    screening = screen_input(
-        turn.message, Thresholds.from_settings("GUARD_INPUT_THRESHOLDS"), views=turn.views
-    )
+    thresholds = Thresholds.from_settings("GUARD_INPUT_THRESHOLDS")
+    screening = screen_input(turn.message, thresholds, views=turn.views)
     verdict = screening.verdict
     decision = policy.input_decision(verdict)
     if decision.flagged and decision.allowed:
@@ -144,7 +151,7 @@ def guard_input(turn: Turn) -> Turn:
         )
     if not decision.allowed or decision.flagged:
         anomaly.anomaly_signal(
-            principal=principal, kind="flagged" if decision.allowed else "blocked"
+            principal=principal, kind=_anomaly_kind(decision.allowed, verdict, thresholds)
         )
     # A block is audited once, by the edge that handles the refusal, with these scores.
     decision.enforce(subject="guard:input", metadata=verdict.audit_metadata())

@@ -366,6 +366,10 @@ ANOMALY_WINDOW_S = env_int("ANOMALY_WINDOW_S", 900)
 ANOMALY_WEIGHTS = {
     "blocked": 3.0,
     "flagged": 1.0,
+    # A flag only the similarity detector raised: the least precise detector, and most of its
+    # flags land on benign questions about security (28.7% of those are flagged across the
+    # held-out splits, more than half by similarity alone; docs/BENCHMARKS.md, part J).
+    "flagged_similarity": float(os.environ.get("ANOMALY_WEIGHT_FLAGGED_SIMILARITY", "0.5")),
     "turn": 0.5,
     "broad_retrieval": 2.0,
     "moderation_blocked": float(os.environ.get("ANOMALY_WEIGHT_MODERATION_BLOCKED", "3")),
