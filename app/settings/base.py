@@ -366,9 +366,9 @@ ANOMALY_WINDOW_S = env_int("ANOMALY_WINDOW_S", 900)
 ANOMALY_WEIGHTS = {
     "blocked": 3.0,
     "flagged": 1.0,
-    # A flag only the similarity detector raised: the least precise detector, and most of its
-    # flags land on benign questions about security (28.7% of those are flagged across the
-    # held-out splits, more than half by similarity alone; docs/BENCHMARKS.md, part J).
+    # A flag only the similarity detector raised: the least precise detector (precision 0.78
+    # on held-out 15), and 137 of the 282 benign flags on held-out 2-15 are its alone, most
+    # of them on questions about security (docs/BENCHMARKS.md, part J).
     "flagged_similarity": float(os.environ.get("ANOMALY_WEIGHT_FLAGGED_SIMILARITY", "0.5")),
     "turn": 0.5,
     "broad_retrieval": 2.0,
