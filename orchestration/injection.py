@@ -529,20 +529,23 @@ class Thresholds:
         return self.learned[0] <= 1.0
 
 
-def decide(scores: dict[str, float], thresholds: Thresholds) -> tuple[Action, str]:
-    action, decided_by = Action.ALLOW, ""
-    for detector, (flag_at, block_at) in (
-        ("rules", thresholds.rules),
-        ("similarity", thresholds.similarity),
-        ("learned", thresholds.learned),
-        ("classifier", thresholds.classifier),
-    ):
+def levels(scores: dict[str, float], thresholds: Thresholds) -> dict[str, Action]:
+    """Each scored detector's own verdict by its thresholds, in the order they run."""
+    out: dict[str, Action] = {}
+    for detector in ("rules", "similarity", "learned", "classifier"):
         score = scores.get(detector)
         if score is None:
             continue
-        level = (
+        flag_at, block_at = getattr(thresholds, detector)
+        out[detector] = (
             Action.BLOCK if score >= block_at else Action.FLAG if score >= flag_at else Action.ALLOW
         )
+    return out
+
+
+def decide(scores: dict[str, float], thresholds: Thresholds) -> tuple[Action, str]:
+    action, decided_by = Action.ALLOW, ""
+    for detector, level in levels(scores, thresholds).items():
         if level > action:
             action, decided_by = level, detector
     return action, decided_by
@@ -551,7 +554,9 @@ def decide(scores: dict[str, float], thresholds: Thresholds) -> tuple[Action, st
 def raised_by(verdict: Verdict, thresholds: Thresholds) -> frozenset[str]:
     """The detectors whose score reached their own flag threshold."""
     return frozenset(
-        name for name, score in verdict.scores.items() if score >= getattr(thresholds, name)[0]
+        detector
+        for detector, level in levels(verdict.scores, thresholds).items()
+        if level >= Action.FLAG
     )
 
 
