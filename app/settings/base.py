@@ -315,7 +315,11 @@ GUARD_INPUT_THRESHOLDS = {
     # Similarity only flags (a block threshold above 1 is never reached). Its margin over the
     # benign anchors blocked questions about base64 and canary tokens on four splits; every
     # attack it blocked was still flagged, and most were blocked by another detector.
-    "similarity": [0.6, 1.1],
+    # Flag at 0.8, not 0.6: on held-out 2-15 that lets through 5 more of 1,979 attacks and
+    # 122 fewer of 1,978 benign lines are flagged; chosen by a rule fixed before held-out 16
+    # ran (there: 1 more of 150 attacks missed, benign flagged 24.0% -> 17.3%;
+    # docs/BENCHMARKS.md, part K).
+    "similarity": [0.8, 1.1],
     # The learned detector's P(attack). Block where under 0.5% of the training corpus's
     # benign lines score higher. Flag at 0.4, chosen with the fourth and fifth training
     # batches by replaying stored scores of the seen splits (in-sample and held-out 1-13,
@@ -367,8 +371,8 @@ ANOMALY_WEIGHTS = {
     "blocked": 3.0,
     "flagged": 1.0,
     # A flag only the similarity detector raised: the least precise detector (precision 0.78
-    # on held-out 15), and 137 of the 282 benign flags on held-out 2-15 are its alone, most
-    # of them on questions about security (docs/BENCHMARKS.md, part J).
+    # on held-out 15), and 137 of the 282 benign flags on held-out 2-15 were its alone when it
+    # flagged at 0.6, most of them on questions about security (docs/BENCHMARKS.md, part J).
     "flagged_similarity": float(os.environ.get("ANOMALY_WEIGHT_FLAGGED_SIMILARITY", "0.5")),
     "turn": 0.5,
     "broad_retrieval": 2.0,
