@@ -243,6 +243,9 @@ def text_corpus(size: int) -> Corpus:
     )
 
 
+TABLES = ("retrieval_document", "retrieval_passage", "retrieval_chunk")
+
+
 def _load(corpus: Corpus) -> dict[float, int]:
     """Load documents, grants and chunks; return the group id per selectivity."""
     from django.contrib.auth.models import Group
@@ -258,11 +261,11 @@ def _load(corpus: Corpus) -> dict[float, int]:
         raw = cursor.connection
         register_vector(raw)
         cursor.execute(
-            "TRUNCATE retrieval_chunk, retrieval_document_allowed_groups, retrieval_document"
-            " CASCADE"
+            "TRUNCATE retrieval_chunk, retrieval_passage, retrieval_document_allowed_groups,"
+            " retrieval_document CASCADE"
         )
         # The owner may lift RLS for the bulk load (COPY refuses tables under RLS).
-        for table in ("retrieval_document", "retrieval_chunk"):
+        for table in TABLES:
             cursor.execute(f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY")
         with raw.cursor().copy(
             "COPY retrieval_document (id, title, classification, all_authenticated, source_name,"
@@ -282,25 +285,38 @@ def _load(corpus: Corpus) -> dict[float, int]:
                 for selectivity, group in groups.items():
                     if selectivity == 1.0 or rng.random() < selectivity:
                         copy.write_row((doc, group))
-        # The chunk trigger copies each document's tier and grants onto its chunks.
+        # One passage per distinct vector, as the application keeps one per distinct text.
+        distinct, passage_of = np.unique(corpus.vectors, axis=0, return_inverse=True)
         with raw.cursor().copy(
-            "COPY retrieval_chunk (id, document_id, position, text, embedding)"
+            "COPY retrieval_passage (id, digest, embedding, access) FROM STDIN WITH (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["int8", "text", "vector", "text[]"])
+            for j, vector in enumerate(distinct):
+                copy.write_row((j + 1, f"bench-{j + 1}", vector, []))
+        # The chunk triggers copy each document's tier and grants onto its chunks, and the
+        # union of those onto the chunks' passages.
+        with raw.cursor().copy(
+            "COPY retrieval_chunk (id, document_id, position, text, passage_id)"
             " FROM STDIN WITH (FORMAT BINARY)"
         ) as copy:
-            copy.set_types(["int8", "int8", "int4", "text", "vector"])
-            for i, (vector, doc) in enumerate(zip(corpus.vectors, corpus.doc_of, strict=True)):
-                copy.write_row((i + 1, int(doc), i, "", vector))
-        for table in ("retrieval_document", "retrieval_chunk"):
+            copy.set_types(["int8", "int8", "int4", "text", "int8"])
+            for i, (passage, doc) in enumerate(
+                zip(passage_of.reshape(-1), corpus.doc_of, strict=True)
+            ):
+                copy.write_row((i + 1, int(doc), i, "", int(passage) + 1))
+        for table in TABLES:
             cursor.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+    with connection.cursor() as cursor:  # outside the load's transaction
+        cursor.execute("VACUUM ANALYZE retrieval_passage")
         cursor.execute("ANALYZE retrieval_document, retrieval_document_allowed_groups")
     return groups
 
 
 def graph_parameters() -> tuple[int, int]:
     """(m, ef_construction): HNSW_M / HNSW_EF_CONSTRUCTION, else the application's index."""
-    from retrieval.models import Chunk
+    from retrieval.models import Passage
 
-    (index,) = [i for i in Chunk._meta.indexes if i.name == "chunk_embedding_hnsw"]
+    (index,) = [i for i in Passage._meta.indexes if i.name == "passage_embedding_hnsw"]
     return HNSW_M or index.m, HNSW_EF_CONSTRUCTION or index.ef_construction
 
 
@@ -314,19 +330,19 @@ def _build_index() -> tuple[float, int]:
         # a 1M build given 4 KiB per chunk went from ~27k tuples a minute to ~120 once it had
         # inserted about 826k (2026-11-27): about 4.7 KiB per 384-d chunk, so give 6.
         # One parallel worker on a 2-core machine.
-        cursor.execute("SELECT count(*) FROM retrieval_chunk")
+        cursor.execute("SELECT count(*) FROM retrieval_passage")
         rows = cursor.fetchone()[0]
         cursor.execute(f"SET maintenance_work_mem = '{max(512, rows * 6 // 1024)}MB'")
         cursor.execute("SET max_parallel_maintenance_workers = 1")
         started = time.perf_counter()
         cursor.execute(
-            "CREATE INDEX chunk_embedding_hnsw ON retrieval_chunk"
+            "CREATE INDEX passage_embedding_hnsw ON retrieval_passage"
             f" USING hnsw (embedding vector_cosine_ops) WITH (m = {m},"
             f" ef_construction = {ef_construction})"
         )
         seconds = time.perf_counter() - started
-        cursor.execute("ANALYZE retrieval_chunk")
-        cursor.execute("SELECT pg_relation_size('chunk_embedding_hnsw')")
+        cursor.execute("ANALYZE retrieval_chunk, retrieval_passage")
+        cursor.execute("SELECT pg_relation_size('passage_embedding_hnsw')")
         size = cursor.fetchone()[0]
     return seconds, size
 
@@ -337,18 +353,19 @@ def _strategies():
     from pgvector.django import CosineDistance
 
     from retrieval.rls import principal_scope
-    from retrieval.selectors import _visible_chunks, chunks_search
+    from retrieval.selectors import _chunks_holding, _visible_passages, chunks_search
 
     def naive(principal, vector):
         with principal_scope(principal), connection.cursor() as cursor:
             cursor.execute("SET LOCAL hnsw.iterative_scan = off")
             cursor.execute("SET LOCAL hnsw.ef_search = 40")
-            return list(
-                _visible_chunks(principal)
-                .annotate(d=CosineDistance("embedding", vector))
-                .order_by("d")
-                .values_list("id", flat=True)[:K]
+            passages = list(
+                _visible_passages(principal)
+                .annotate(distance=CosineDistance("embedding", vector))
+                .order_by("distance")
+                .values("id", "distance")[:K]
             )
+            return [row["id"] for row in _chunks_holding(principal, passages)]
 
     def through_selector(threshold: int):
         def run(principal, vector):
@@ -393,7 +410,7 @@ def _load_and_build(corpus: Corpus) -> tuple[dict[float, int], float, float, int
     started = time.perf_counter()
     with connection.cursor() as cursor:
         # Build the graph once after the load, not row by row during it.
-        cursor.execute("DROP INDEX IF EXISTS chunk_embedding_hnsw")
+        cursor.execute("DROP INDEX IF EXISTS passage_embedding_hnsw")
     groups = _load(corpus)
     load_s = time.perf_counter() - started
     build_s, index_bytes = _build_index()
@@ -410,7 +427,7 @@ def _reused(corpus: Corpus) -> tuple[dict[float, int], int]:
     with privileged_scope("bench: the size of the reused corpus"), connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM retrieval_chunk")
         chunks = cursor.fetchone()[0]
-        cursor.execute("SELECT pg_relation_size('chunk_embedding_hnsw')")
+        cursor.execute("SELECT pg_relation_size('passage_embedding_hnsw')")
         index_bytes = cursor.fetchone()[0]
     if chunks != len(corpus.vectors):
         raise SystemExit(

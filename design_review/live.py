@@ -59,14 +59,19 @@ def _probe_principal(
     )
 
 
+# The tables whose rows carry document content or its embedding.
+RLS_TABLES = {"retrieval_chunk", "retrieval_document", "retrieval_passage"}
+
+
 def _rls_state() -> dict[str, Any]:
     """Row-level security as PostgreSQL itself reports it, for the connected role."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity,"
             " pg_get_userbyid(c.relowner) = current_user"
-            " FROM pg_class c WHERE c.relname IN ('retrieval_chunk', 'retrieval_document')"
-            " AND c.relkind = 'r' ORDER BY c.relname"
+            " FROM pg_class c WHERE c.relname = ANY(%s)"
+            " AND c.relkind = 'r' ORDER BY c.relname",
+            [sorted(RLS_TABLES)],
         )
         tables = {
             name: {"enabled": enabled, "forced": forced, "owned_by_app_role": owned}
@@ -82,7 +87,7 @@ def _rls_state() -> dict[str, Any]:
 
 def rls_effective(state: dict[str, Any]) -> bool:
     tables = state["tables"]
-    if set(tables) != {"retrieval_chunk", "retrieval_document"}:
+    if set(tables) != RLS_TABLES:
         return False
     if state["superuser"] or state["bypassrls"]:
         return False

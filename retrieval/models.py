@@ -70,8 +70,44 @@ class Document(models.Model):
         )
 
 
+class Passage(models.Model):
+    """One distinct chunk text and its embedding: the HNSW graph holds each text once.
+
+    Copies of a text (the same disclaimer in fifty documents, a page stored twice) used to be
+    one graph node each; a clique of identical vectors links only to itself, and a search
+    that walks into it cannot leave (docs/BENCHMARKS.md). Chunks point at their passage.
+
+    `access` is the union of the chunks' access as tokens that each carry their own tier
+    ("a@1": everyone signed in, at tier 1; "u7@2": user 7, tier 2; "g3@0": group 3, tier 0),
+    so one array overlap with the principal's tokens (retrieval.rls.access_tokens) tells
+    whether any chunk holding this text is visible, with no join. Database triggers
+    (retrieval migration 0009) keep it in step with the chunks and delete a passage when its
+    last chunk goes; row-level security applies the same overlap."""
+
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    embedding = VectorField(dimensions=EMBEDDING_DIM)
+    access = ArrayField(models.TextField(), default=list, editable=False)
+
+    class Meta:
+        indexes = [
+            # m 24 / ef_construction 128: see the note on the migration that moved the graph
+            # here (0009) and docs/BENCHMARKS.md.
+            HnswIndex(
+                name="passage_embedding_hnsw",
+                fields=["embedding"],
+                m=24,
+                ef_construction=128,
+                opclasses=["vector_cosine_ops"],
+            ),
+            GinIndex(fields=["access"], name="passage_access_gin", fastupdate=False),
+        ]
+
+    def __str__(self) -> str:
+        return self.digest[:12]
+
+
 class Chunk(models.Model):
-    """A passage of a document with its embedding and full-text vector.
+    """A piece of a document: its text, full-text vector and (through `passage`) embedding.
 
     The access columns (`tier`, `all_authenticated`, `readable_user_ids`,
     `readable_group_ids`) copy the document's tier and ACL onto every chunk, so that the SQL
@@ -83,7 +119,7 @@ class Chunk(models.Model):
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
     position = models.PositiveIntegerField()
     text = models.TextField()
-    embedding = VectorField(dimensions=EMBEDDING_DIM)
+    passage = models.ForeignKey(Passage, on_delete=models.PROTECT, related_name="chunks")
     search_vector = SearchVectorField(null=True)
     tier = models.PositiveSmallIntegerField(default=int(Tier.RESTRICTED), editable=False)
     all_authenticated = models.BooleanField(default=False, editable=False)
@@ -96,17 +132,6 @@ class Chunk(models.Model):
             models.UniqueConstraint(fields=["document", "position"], name="chunk_position_unique")
         ]
         indexes = [
-            # m 24 / ef_construction 128, not pgvector's 16 / 64: on 100k real-text chunks
-            # the sparser graph capped recall@10 at 0.94-0.97 when a tenth of the corpus is
-            # visible, whatever ef_search; this one reaches 0.986-0.991 (docs/BENCHMARKS.md). The
-            # build takes about 2.5 times as long.
-            HnswIndex(
-                name="chunk_embedding_hnsw",
-                fields=["embedding"],
-                m=24,
-                ef_construction=128,
-                opclasses=["vector_cosine_ops"],
-            ),
             # Every search reads these three. Without fastupdate, an insert goes straight
             # into the index instead of a pending list that each search must scan in full
             # until (auto)vacuum merges it: after a 100k-chunk load that list cost a 0.1%

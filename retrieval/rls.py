@@ -1,7 +1,8 @@
 """Row-level security context: who the database should consider to be asking.
 
-PostgreSQL enforces the access rule on documents and chunks itself (retrieval migration
-0003), reading it from per-transaction settings. Outside any scope it shows nothing.
+PostgreSQL enforces the access rule on documents, chunks and passages itself (retrieval
+migrations 0003, 0004 and 0009), reading it from per-transaction settings. Outside any
+scope it shows nothing.
 
 - `principal_scope(principal)`: only rows the principal may read, whatever the query says.
   Every retrieval selector runs inside one, so a query that forgets the ACL filter still
@@ -27,6 +28,7 @@ _KEYS = (
     "app.clearance",
     "app.group_ids",
     "app.privileged_ceiling",
+    "app.access_tokens",
 )
 _SET = "SELECT " + ", ".join(f"set_config('{key}', %s, true)" for key in _KEYS)
 _SET_AND_READ_PREVIOUS = (
@@ -38,7 +40,7 @@ _SET_AND_READ_PREVIOUS = (
 
 
 @contextmanager
-def _scope(values: tuple[str, str, str, str, str]) -> Iterator[None]:
+def _scope(values: tuple[str, str, str, str, str, str]) -> Iterator[None]:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_SET_AND_READ_PREVIOUS, list(values))
         row = cursor.fetchone()
@@ -46,6 +48,17 @@ def _scope(values: tuple[str, str, str, str, str]) -> Iterator[None]:
         yield
         # Only on a clean exit: after an error the savepoint rollback restores them.
         cursor.execute(_SET, list(previous))
+
+
+def access_tokens(principal: Principal) -> list[str]:
+    """The passage access tokens that match this principal (see retrieval.models.Passage):
+    at every tier up to their clearance, everyone-signed-in, the user, each of their groups."""
+    tokens: list[str] = []
+    for tier in range(int(principal.clearance) + 1):
+        tokens.append(f"a@{tier}")
+        tokens.append(f"u{principal.user_id}@{tier}")
+        tokens.extend(f"g{group}@{tier}" for group in principal.group_ids)
+    return tokens
 
 
 def principal_scope(principal: Principal) -> AbstractContextManager[None]:
@@ -56,6 +69,7 @@ def principal_scope(principal: Principal) -> AbstractContextManager[None]:
             str(int(principal.clearance)),
             ",".join(str(g) for g in principal.group_ids),
             "",
+            ",".join(access_tokens(principal)),
         )
     )
 
@@ -64,4 +78,4 @@ def privileged_scope(reason: str) -> AbstractContextManager[None]:
     """All rows, for a named reason (kept short: it is for readers of the code)."""
     if not reason:
         raise ValueError("a privileged scope needs a reason")
-    return _scope(("privileged", "", "", "", str(int(max(Tier)))))
+    return _scope(("privileged", "", "", "", str(int(max(Tier))), ""))

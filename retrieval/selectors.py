@@ -18,8 +18,8 @@ from pgvector.django import CosineDistance
 
 from app.identity import Principal, Tier
 from broker.embed import embed_query
-from retrieval.models import Chunk, Document, IngestionJob
-from retrieval.rls import principal_scope
+from retrieval.models import Chunk, Document, IngestionJob, Passage
+from retrieval.rls import access_tokens, principal_scope
 
 HNSW_OVERSAMPLE = 2  # rows fetched per row wanted from the relaxed-order scan
 HNSW_EF_SEARCH_MAX = 1000  # pgvector refuses a larger hnsw.ef_search
@@ -75,7 +75,7 @@ class ChunkHit:
     document_version: int
 
 
-_HIT_FIELDS = ("id", "document_id", "tier", "text")
+_HIT_FIELDS = ("id", "document_id", "tier", "text", "passage_id")
 
 
 def _hits(principal_rows: list[tuple[dict[str, Any], float]]) -> list[ChunkHit]:
@@ -206,17 +206,24 @@ def dense_plan(principal: Principal) -> str:
     return "exact" if estimate <= scaled else "hnsw"
 
 
+def _visible_passages(principal: Principal) -> QuerySet[Passage]:
+    """Passages (distinct chunk texts, each embedded once) that some chunk the principal may
+    read holds: one array overlap on the passage's own access tokens, no join, so a filtered
+    HNSW scan can test each row it visits. Row-level security applies the same overlap."""
+    return Passage.objects.filter(access__overlap=access_tokens(principal))
+
+
 def _nearest_query(
     principal: Principal, query_embedding: list[float], depth: int, *, exact: bool
-) -> QuerySet[Chunk, dict[str, Any]]:
+) -> QuerySet[Passage, dict[str, Any]]:
     distance = CosineDistance("embedding", query_embedding)
     # "+ 0" hides the operator from the planner: no index scan, exact ordering.
     order: Expression = distance + Value(0.0) if exact else distance
     return (
-        _visible_chunks(principal)
+        _visible_passages(principal)
         .annotate(distance=distance, ordering=order)
         .order_by("ordering", "id")
-        .values(*_HIT_FIELDS, "distance")[:depth]
+        .values("id", "distance")[:depth]
     )
 
 
@@ -224,6 +231,21 @@ def _nearest(
     principal: Principal, query_embedding: list[float], depth: int, *, exact: bool
 ) -> list[dict]:
     return list(_nearest_query(principal, query_embedding, depth, exact=exact))
+
+
+def _chunks_holding(principal: Principal, passages: list[dict]) -> list[dict]:
+    """For each passage row (nearest first), the first chunk the principal may read that
+    holds its text, with the passage's distance: one row per distinct text. Call inside a
+    scope."""
+    chunks = {
+        row["passage_id"]: row
+        for row in _visible_chunks(principal)
+        .filter(passage_id__in=[p["id"] for p in passages])
+        .order_by("passage_id", "id")
+        .distinct("passage_id")
+        .values(*_HIT_FIELDS)
+    }
+    return [{**chunks[p["id"]], "distance": p["distance"]} for p in passages if p["id"] in chunks]
 
 
 # The HNSW leg's session settings, set for its one query and then put back. Besides the
@@ -274,8 +296,13 @@ def graph_scan(wanted: int) -> Iterator[None]:
 
 
 def _dense_rows(principal: Principal, query_embedding: list[float], depth: int) -> list[dict]:
-    """Nearest chunks by cosine distance, ACL-filtered, by the plan that keeps recall:
-    `depth` rows whenever that many are visible. Call inside a scope."""
+    """The chunks of the nearest distinct texts by cosine distance, ACL-filtered, by the
+    plan that keeps recall: `depth` rows whenever that many texts are visible. Call inside
+    a scope."""
+    return _chunks_holding(principal, _dense_passages(principal, query_embedding, depth))
+
+
+def _dense_passages(principal: Principal, query_embedding: list[float], depth: int) -> list[dict]:
     if dense_plan(principal) == "exact":
         return _nearest(principal, query_embedding, depth, exact=True)
     wanted = depth * HNSW_OVERSAMPLE
@@ -319,14 +346,21 @@ def hybrid_search(principal: Principal, query: str, *, k: int) -> list[ChunkHit]
     with principal_scope(principal):
         dense = _dense_rows(principal, embedding, depth)
         lexical = _lexical_rows(principal, query, depth)
+        # Fused per distinct text (passage): copies of one text in several documents are
+        # one result, shown through the first chunk that holds it.
         fused: dict[int, float] = {}
         rows: dict[int, dict[str, Any]] = {}
         for ranking in (dense, lexical):
-            for rank, row in enumerate(ranking, start=1):
-                fused[row["id"]] = fused.get(row["id"], 0.0) + 1.0 / (RRF_K + rank)
-                rows.setdefault(row["id"], row)
-        best = sorted(fused, key=lambda chunk_id: (-fused[chunk_id], chunk_id))[:k]
-        return _hits([(rows[chunk_id], fused[chunk_id]) for chunk_id in best])
+            ranked: list[int] = []
+            for row in ranking:
+                passage = row["passage_id"]
+                if passage in ranked:
+                    continue  # a copy of a text this leg already ranked higher
+                ranked.append(passage)
+                fused[passage] = fused.get(passage, 0.0) + 1.0 / (RRF_K + len(ranked))
+                rows.setdefault(passage, row)
+        best = sorted(fused, key=lambda passage: (-fused[passage], rows[passage]["id"]))[:k]
+        return _hits([(rows[passage], fused[passage]) for passage in best])
 
 
 def ingestion_job_get(principal: Principal, job_id: int) -> IngestionJob | None:
@@ -339,12 +373,12 @@ def ingestion_job_get(principal: Principal, job_id: int) -> IngestionJob | None:
 
 def database_role_is_rls_subject() -> bool:
     """True when the connected role is subject to row-level security (no superuser, no
-    BYPASSRLS) and both tables force it."""
+    BYPASSRLS) and the documents, chunks and passages tables all force it."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT r.rolsuper, r.rolbypassrls,"
             " (SELECT bool_and(c.relrowsecurity AND c.relforcerowsecurity) FROM pg_class c"
-            "  WHERE c.relname IN ('retrieval_document', 'retrieval_chunk'))"
+            "  WHERE c.relname IN ('retrieval_document', 'retrieval_chunk', 'retrieval_passage'))"
             " FROM pg_roles r WHERE r.rolname = current_user"
         )
         row = cursor.fetchone()

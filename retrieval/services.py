@@ -19,7 +19,7 @@ from audit.services import audit_record
 from broker.embed import embed_texts
 from retrieval import extract
 from retrieval.errors import IngestionRejected
-from retrieval.models import Chunk, Document, IngestionJob, PendingUpload
+from retrieval.models import Chunk, Document, IngestionJob, Passage, PendingUpload
 from retrieval.rls import privileged_scope
 
 CHUNK_SIZE_CHARS = 900
@@ -52,6 +52,52 @@ def split_text(text: str) -> list[str]:
         separators=["\n## ", "\n### ", "\n\n", "\n", ". ", " ", ""],
     )
     return [c.strip() for c in splitter.split_text(text) if c.strip()]
+
+
+def passage_digest(text: str) -> str:
+    """The key of a text's passage: the embedding model and the text (a new model never
+    reuses an old vector). Migration 0009 computes the same in SQL."""
+    key = f"{settings.EMBEDDING_MODEL_SHA256}\n{text}"
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _embed(
+    items: list[tuple[str, str]], tier: Tier, on_progress: Callable[[int], None]
+) -> dict[str, list[float]]:
+    """Embed (digest, text) pairs in batches, through the broker: only a backend allowed
+    the document's tier may embed it."""
+    vectors: dict[str, list[float]] = {}
+    for start in range(0, len(items), EMBED_BATCH):
+        batch = items[start : start + EMBED_BATCH]
+        embedded = embed_texts([text for _, text in batch], sensitivity=tier)
+        vectors.update(zip((digest for digest, _ in batch), embedded, strict=True))
+        on_progress(len(vectors))
+    return vectors
+
+
+def _passages_for(
+    texts: dict[str, str], vectors: dict[str, list[float]], tier: Tier
+) -> dict[str, int]:
+    """Passage ids for every digest in `texts`, creating the missing ones, and locked for
+    this transaction: a concurrent index of another document that holds the same text
+    waits, so each sees the other's chunks when the triggers recompute the passage's
+    access. Call in a privileged scope. A passage that went away since the texts were
+    looked up (its last document was deleted) is embedded again here."""
+    Passage.objects.bulk_create(
+        [Passage(digest=d, embedding=v) for d, v in vectors.items()], ignore_conflicts=True
+    )
+    rows = dict(
+        Passage.objects.select_for_update()
+        .filter(digest__in=list(texts))
+        .order_by("digest")
+        .values_list("digest", "id")
+    )
+    gone = [(digest, texts[digest]) for digest in texts if digest not in rows]
+    if gone:
+        again = _embed(gone, tier, lambda done: None)
+        for digest, vector in again.items():
+            rows[digest] = Passage.objects.create(digest=digest, embedding=vector).pk
+    return rows
 
 
 def _resolve_acl(
@@ -172,18 +218,23 @@ def document_index(
     report(10)
     pii_scan_record(document, pieces)
     report(20)
-    vectors: list[list[float]] = []
-    for start in range(0, len(pieces), EMBED_BATCH):
-        # Through the broker: only a backend allowed this document's tier may embed it.
-        batch = pieces[start : start + EMBED_BATCH]
-        vectors.extend(embed_texts(batch, sensitivity=document.tier))
-        report(20 + int(70 * min(len(vectors), len(pieces)) / max(len(pieces), 1)))
+    # A text already indexed (in this document's previous version, or in another document)
+    # keeps its embedding: only new texts are embedded.
+    digests = [passage_digest(piece) for piece in pieces]
+    texts = dict(zip(digests, pieces, strict=True))
+    with privileged_scope("reuse the embeddings of texts already indexed"):
+        known = set(Passage.objects.filter(digest__in=list(texts)).values_list("digest", flat=True))
+    missing = [(digest, text) for digest, text in texts.items() if digest not in known]
+    vectors = _embed(
+        missing, document.tier, lambda done: report(20 + 70 * done // max(len(missing), 1))
+    )
     with privileged_scope("replace a document's chunks"):
         document = Document.objects.select_for_update().get(pk=document_id)
+        passages = _passages_for(texts, vectors, document.tier)
         Chunk.objects.filter(document=document).delete()
         Chunk.objects.bulk_create(
-            Chunk(document=document, position=i, text=piece, embedding=vector)
-            for i, (piece, vector) in enumerate(zip(pieces, vectors, strict=True))
+            Chunk(document=document, position=i, text=piece, passage_id=passages[digest])
+            for i, (digest, piece) in enumerate(zip(digests, pieces, strict=True))
         )
         _refresh_search_vectors(document.pk)
         fields = ["status", "error", "updated_at"]

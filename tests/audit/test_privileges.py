@@ -88,7 +88,7 @@ def test_app_role_cannot_drop_the_triggers_or_the_table():
 
 
 def test_app_role_cannot_switch_off_row_level_security():
-    for table in ("retrieval_document", "retrieval_chunk"):
+    for table in ("retrieval_document", "retrieval_chunk", "retrieval_passage"):
         _refused(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY", "must be owner")
         _refused(f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY", "must be owner")
 

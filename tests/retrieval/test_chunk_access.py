@@ -76,7 +76,7 @@ def test_raising_the_tier_hides_the_chunks_at_once(principal_of):
 
 
 def _search(principal, document: Document):
-    vector = list(document.chunks.values_list("embedding", flat=True)[:1])[0]
+    vector = list(document.chunks.values_list("passage__embedding", flat=True)[:1])[0]
     return chunks_search(principal, [float(x) for x in vector], k=5)
 
 
@@ -90,7 +90,7 @@ def test_the_application_cannot_write_a_wider_grant_onto_a_chunk(principal_of):
         document=forecast,
         position=10_000,
         text="forged",
-        embedding=chunk.embedding,
+        passage=chunk.passage,
         tier=int(Tier.PUBLIC),
         all_authenticated=True,
         readable_user_ids=[bob.user_id],

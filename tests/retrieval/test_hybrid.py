@@ -54,8 +54,9 @@ def test_hybrid_search_query_count_is_constant(principal_of, django_assert_num_q
     hybrid_search(principal, "warm up", k=1)  # the model loads once per process
     for k in (1, 10):
         # savepoint, RLS scope on, plan estimate (grants and open documents in one
-        # statement), dense, lexical, hit documents, scope restored, release
-        with django_assert_num_queries(8):
+        # statement), dense (nearest passages, then the chunks that hold them), lexical, hit
+        # documents, scope restored, release
+        with django_assert_num_queries(9):
             hybrid_search(principal, "travel per diem hotel", k=k)
 
 
@@ -139,14 +140,15 @@ def test_the_indexes_every_search_reads_keep_no_pending_list():
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT c.relname, c.reloptions FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
-            " WHERE i.indrelid = 'retrieval_chunk'::regclass AND c.relam ="
-            " (SELECT oid FROM pg_am WHERE amname = 'gin')"
+            " WHERE i.indrelid IN ('retrieval_chunk'::regclass, 'retrieval_passage'::regclass)"
+            " AND c.relam = (SELECT oid FROM pg_am WHERE amname = 'gin')"
         )
         options = dict(cursor.fetchall())
     assert set(options) == {
         "chunk_search_gin",
         "chunk_readable_groups_gin",
         "chunk_readable_users_gin",
+        "passage_access_gin",
     }
     assert all("fastupdate=off" in (value or []) for value in options.values()), options
 
@@ -165,19 +167,20 @@ def test_the_graph_leg_runs_on_the_hnsw_index_whatever_the_planner_would_pick(pr
 
     carol = principal_of("carol")
     vector = embed_query("How are vendor payments approved?")
-    with principal_scope(carol):
-        free = _nearest_query(carol, vector, 20, exact=False).explain()
+    knobs = (
+        "SELECT current_setting('enable_seqscan'), current_setting('enable_bitmapscan'),"
+        " current_setting('enable_sort')"
+    )
+    with principal_scope(carol), connection.cursor() as cursor:
         with graph_scan(20):
             pinned = _nearest_query(carol, vector, 20, exact=False).explain()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT current_setting('enable_seqscan'), current_setting('enable_bitmapscan'),"
-                " current_setting('enable_sort')"
-            )
-            knobs = cursor.fetchone()
-    assert "chunk_embedding_hnsw" not in free  # what the planner picks on this small corpus
-    assert "Index Scan using chunk_embedding_hnsw" in pinned
-    assert knobs == ("on", "on", "on")
+            cursor.execute(knobs)
+            inside = cursor.fetchone()
+        cursor.execute(knobs)
+        after = cursor.fetchone()
+    assert "Index Scan using passage_embedding_hnsw" in pinned
+    assert inside == ("off", "off", "off")  # no other plan is left to the planner
+    assert after == ("on", "on", "on")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -94,7 +94,7 @@ def test_rls_refuses_writes_in_a_principal_scope(principal_of):
         principal_scope(alice),
     ):
         Chunk.objects.create(
-            document=forecast, position=9999, text="planted", embedding=chunk.embedding
+            document=forecast, position=9999, text="planted", passage_id=chunk.passage_id
         )
     forecast.refresh_from_db()
     assert forecast.title == FORECAST

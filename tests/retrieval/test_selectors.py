@@ -207,15 +207,18 @@ def test_chunks_search_query_count_is_constant(principal_of, django_assert_num_q
                 chunks_search(principal, vector, k=k)
             counts.append(len(ctx.captured_queries))
     assert len(set(counts)) == 1, counts
-    # One SELECT of chunks (ACL filter and ranking in the same query), the bounded count
-    # that picks the plan and one SELECT of the hits' documents, plus: the savepoint pair of
-    # the row-level-security scope, and setting and restoring its settings.
+    # The bounded count that picks the plan, one SELECT of the nearest passages (ACL filter
+    # and ranking in the same query), one of the chunks that hold them and one of the hits'
+    # documents, plus: the savepoint pair of the row-level-security scope, and setting and
+    # restoring its settings.
     with django_assert_num_queries(counts[0]) as captured:
         chunks_search(principals[0], vector, k=10)
     data = [q["sql"] for q in captured.captured_queries if "retrieval_chunk" in q["sql"]]
     assert len(data) == 2
     assert "reltuples" in data[0]  # the plan estimate: estimated_visible_chunks
-    assert counts[0] == 7
+    passages = [q["sql"] for q in captured.captured_queries if "retrieval_passage" in q["sql"]]
+    assert len(passages) == 1
+    assert counts[0] == 8
 
 
 @pytest.mark.usefixtures("demo")
@@ -226,24 +229,26 @@ def test_a_short_hnsw_result_falls_back_to_the_exact_plan(principal_of, settings
     top k (without it this returns [])."""
     import random
 
-    from retrieval.models import Chunk
+    from retrieval.models import Chunk, Passage
     from retrieval.selectors import chunks_search
 
     rng = random.Random(7)
     query = [rng.gauss(0.0, 1.0) for _ in range(384)]
 
-    def near(sign: float) -> list[float]:
-        return [sign * q + rng.gauss(0.0, 0.3) for q in query]
+    def near(sign: float, text: str) -> Passage:
+        vector = [sign * q + rng.gauss(0.0, 0.3) for q in query]
+        return Passage.objects.create(digest=text, embedding=vector)
 
     hidden = _doc("restricted bulk", Tier.RESTRICTED)
     Chunk.objects.bulk_create(
-        Chunk(document=hidden, position=i, text=f"hidden {i}", embedding=near(1.0))
+        Chunk(document=hidden, position=i, text=f"hidden {i}", passage=near(1.0, f"hidden {i}"))
         for i in range(1500)
     )
     dora = User.objects.create_user("dora", password=None, clearance=int(Tier.INTERNAL))
     mine = _doc("dora's notes", Tier.INTERNAL, users=(dora,))
     Chunk.objects.bulk_create(
-        Chunk(document=mine, position=i, text=f"note {i}", embedding=near(-1.0)) for i in range(12)
+        Chunk(document=mine, position=i, text=f"note {i}", passage=near(-1.0, f"note {i}"))
+        for i in range(12)
     )
     with connection.cursor() as cursor:
         # Undone with the test's transaction. At this size the planner would rather sort

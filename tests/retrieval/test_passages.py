@@ -1,0 +1,187 @@
+"""Passages: each distinct chunk text is embedded and indexed once, whatever number of
+documents hold it. Its access tokens (kept by triggers) and row-level security decide who
+may reach it; a search returns a text once, through a chunk the asker may read."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import DatabaseError, connection, transaction
+
+from app.identity import Tier
+from app.models import User
+from retrieval import services
+from retrieval.models import Chunk, Document, Passage
+from retrieval.rls import principal_scope
+from retrieval.selectors import hybrid_search
+from retrieval.services import (
+    document_acl_update,
+    document_create,
+    document_delete,
+    document_index,
+    document_replace_content,
+)
+
+SHARED = """# Lantern Expense Rules
+
+## Taxis
+
+Taxis to the Lantern depot are refunded up to 40 euros when the night shuttle is not running.
+"""
+OTHER = """# Quarry Parking
+
+## Permits
+
+Quarry site parking permits are renewed every March at the gatehouse office.
+"""
+# Long enough for several chunks (about 900 characters each), one per section.
+SECTIONS = "\n".join(
+    f"## Section {n}\n\n" + f"Rule {n} of the Lantern depot handbook covers shift {n}. " * 12
+    for n in range(1, 5)
+)
+QUERY = "Lantern depot taxi refund"
+
+
+def make_user(username: str, *, clearance: Tier) -> User:
+    return User.objects.create_user(username, password=None, clearance=int(clearance))
+
+
+def _indexed(title: str, text: str, tier: Tier, **acl) -> Document:
+    document = document_create(
+        title=title, classification=tier, source_name=f"{title}.md", data=text.encode(), **acl
+    )
+    return document_index(document_id=document.pk)
+
+
+def _collect_now() -> None:
+    """Run the deferred triggers that a commit would run (the test never commits)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+
+
+def _passage_ids(document: Document) -> set[int]:
+    return set(Chunk.objects.filter(document=document).values_list("passage_id", flat=True))
+
+
+@pytest.mark.django_db
+def test_copies_of_a_text_are_one_passage_and_one_search_result(principal_of):
+    make_user("erin", clearance=Tier.INTERNAL)
+    first = _indexed("Lantern rules", SHARED, Tier.INTERNAL, all_authenticated=True)
+    second = _indexed("Lantern rules (copy)", SHARED, Tier.INTERNAL, all_authenticated=True)
+    assert _passage_ids(first) == _passage_ids(second)
+    assert Passage.objects.filter(pk__in=_passage_ids(first)).count() == first.chunks.count()
+
+    hits = hybrid_search(principal_of("erin"), QUERY, k=5)
+    texts = [hit.text for hit in hits]
+    assert any("40 euros" in text for text in texts)
+    assert len(texts) == len(set(texts))  # the copy is not a second result
+
+
+@pytest.mark.django_db
+def test_a_shared_text_is_reached_only_through_a_document_the_asker_may_read(principal_of):
+    make_user("erin", clearance=Tier.INTERNAL)
+    make_user("finn", clearance=Tier.PUBLIC)
+    hidden = _indexed("Lantern board pack", SHARED, Tier.RESTRICTED)
+    shown = _indexed("Lantern rules", SHARED, Tier.INTERNAL, all_authenticated=True)
+
+    hits = [h for h in hybrid_search(principal_of("erin"), QUERY, k=5) if "40 euros" in h.text]
+    assert [h.document_id for h in hits] == [shown.pk]
+    assert not any(
+        h.document_id == hidden.pk for h in hybrid_search(principal_of("finn"), QUERY, k=5)
+    )
+
+
+@pytest.mark.django_db
+def test_row_level_security_hides_passages_no_readable_chunk_holds(principal_of):
+    """An unfiltered query on passages inside a principal's scope: only the texts of
+    documents the principal may read, and no write at all."""
+    make_user("erin", clearance=Tier.INTERNAL)
+    hidden = _indexed("Quarry board pack", OTHER, Tier.RESTRICTED)
+    shown = _indexed("Lantern rules", SHARED, Tier.INTERNAL, all_authenticated=True)
+    erin = principal_of("erin")
+    with principal_scope(erin):
+        visible = set(Passage.objects.values_list("pk", flat=True))
+        assert Passage.objects.filter(pk__in=_passage_ids(hidden)).update(access=["a@0"]) == 0
+    assert _passage_ids(shown) <= visible
+    assert not visible & _passage_ids(hidden)
+    assert Passage.objects.filter(pk__in=_passage_ids(hidden)).exists()  # there, but hidden
+    with (
+        pytest.raises(DatabaseError, match="row-level security"),
+        transaction.atomic(),
+        principal_scope(erin),
+    ):
+        Passage.objects.create(digest="planted", embedding=[0.0] * 383 + [1.0])
+
+
+@pytest.mark.django_db
+def test_an_acl_change_reaches_the_passages_at_once(principal_of):
+    make_user("erin", clearance=Tier.INTERNAL)
+    document = _indexed("Lantern rules", SHARED, Tier.INTERNAL)
+
+    def erin_finds_it() -> bool:
+        return any("40 euros" in h.text for h in hybrid_search(principal_of("erin"), QUERY, k=5))
+
+    assert not erin_finds_it()
+    document_acl_update(
+        document=document, allow_users=["erin"], allow_groups=[], all_authenticated=False,
+        actor_id=None,
+    )  # fmt: skip
+    erin = principal_of("erin")
+    assert all(
+        f"u{erin.user_id}@{int(Tier.INTERNAL)}" in passage.access
+        for passage in Passage.objects.filter(pk__in=_passage_ids(document))
+    )
+    assert erin_finds_it()
+    document_acl_update(
+        document=document, allow_users=[], allow_groups=[], all_authenticated=False,
+        actor_id=None,
+    )  # fmt: skip
+    assert not erin_finds_it()
+
+
+@pytest.mark.django_db
+def test_deleting_the_last_document_of_a_text_deletes_its_embedding():
+    first = _indexed("Lantern rules", SHARED, Tier.INTERNAL, all_authenticated=True)
+    second = _indexed("Lantern rules (copy)", SHARED, Tier.INTERNAL, all_authenticated=True)
+    passages = _passage_ids(first)
+
+    document_delete(document=first, actor_id=None)
+    _collect_now()
+    assert Passage.objects.filter(pk__in=passages).count() == len(passages)  # still held
+    document_delete(document=second, actor_id=None)
+    _collect_now()
+    assert not Passage.objects.filter(pk__in=passages).exists()
+
+
+@pytest.mark.django_db
+def test_a_new_version_embeds_only_its_new_texts(monkeypatch):
+    embedded: list[str] = []
+    real_embed = services.embed_texts
+
+    def counting_embed(texts, **kwargs):
+        embedded.extend(texts)
+        return real_embed(texts, **kwargs)
+
+    monkeypatch.setattr(services, "embed_texts", counting_embed)
+    document = _indexed("Lantern handbook", SECTIONS, Tier.INTERNAL)
+    before = {c.text: c.passage_id for c in document.chunks.all()}
+    assert len(before) == 4
+    assert len(embedded) == len(before)
+    embedded.clear()
+
+    changed = SECTIONS.replace("covers shift 3.", "covers shift 7.")
+    document_replace_content(
+        document_id=document.pk, source_name="Lantern handbook.md", data=changed.encode(),
+        actor_id=None,
+    )  # fmt: skip
+    document_index(document_id=document.pk)
+    _collect_now()  # the old chunks' passages that the new version reuses must survive
+    after = {c.text: c.passage_id for c in document.chunks.all()}
+    kept = set(before) & set(after)
+    assert kept
+    assert all(before[text] == after[text] for text in kept)
+    assert sorted(embedded) == sorted(set(after) - kept)
+    assert Passage.objects.filter(pk__in=after.values()).count() == len(set(after.values()))
+    assert not Passage.objects.filter(
+        pk__in={before[text] for text in set(before) - set(after)}
+    ).exists()
