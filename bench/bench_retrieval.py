@@ -353,7 +353,12 @@ def _strategies():
     from pgvector.django import CosineDistance
 
     from retrieval.rls import principal_scope
-    from retrieval.selectors import _chunks_holding, _visible_passages, chunks_search
+    from retrieval.selectors import (
+        _PASSAGE_FIELDS,
+        _chunks_holding,
+        _visible_passages,
+        chunks_search,
+    )
 
     def naive(principal, vector):
         with principal_scope(principal), connection.cursor() as cursor:
@@ -363,7 +368,7 @@ def _strategies():
                 _visible_passages(principal)
                 .annotate(distance=CosineDistance("embedding", vector))
                 .order_by("distance")
-                .values("id", "distance")[:K]
+                .values(*_PASSAGE_FIELDS)[:K]
             )
             return [row["id"] for row in _chunks_holding(principal, passages)]
 

@@ -76,6 +76,7 @@ class ChunkHit:
 
 
 _HIT_FIELDS = ("id", "document_id", "tier", "text", "passage_id")
+_PASSAGE_FIELDS = ("id", "distance")
 
 
 def _hits(principal_rows: list[tuple[dict[str, Any], float]]) -> list[ChunkHit]:
@@ -223,7 +224,7 @@ def _nearest_query(
         _visible_passages(principal)
         .annotate(distance=distance, ordering=order)
         .order_by("ordering", "id")
-        .values("id", "distance")[:depth]
+        .values(*_PASSAGE_FIELDS)[:depth]
     )
 
 
