@@ -292,7 +292,7 @@ def _load(corpus: Corpus) -> dict[float, int]:
         ) as copy:
             copy.set_types(["int8", "text", "vector", "text[]"])
             for j, vector in enumerate(distinct):
-                copy.write_row((j + 1, f"bench-{j + 1}", vector, []))
+                copy.write_row((j + 1, f"bench-{j + 1}", vector, ["*"]))
         # The chunk triggers copy each document's tier and grants onto its chunks, and the
         # union of those onto the chunks' passages.
         with raw.cursor().copy(

@@ -70,6 +70,12 @@ class Document(models.Model):
         )
 
 
+def privileged_only() -> list[str]:
+    """A new passage's access until the triggers add its chunks': only a privileged scope
+    sees it (retrieval.rls.PRIVILEGED_TOKEN)."""
+    return ["*"]
+
+
 class Passage(models.Model):
     """One distinct chunk text and its embedding: the HNSW graph holds each text once.
 
@@ -80,13 +86,14 @@ class Passage(models.Model):
     `access` is the union of the chunks' access as tokens that each carry their own tier
     ("a@1": everyone signed in, at tier 1; "u7@2": user 7, tier 2; "g3@0": group 3, tier 0),
     so one array overlap with the principal's tokens (retrieval.rls.access_tokens) tells
-    whether any chunk holding this text is visible, with no join. Database triggers
+    whether any chunk holding this text is visible, with no join (and "*", which only a
+    privileged scope holds, is on every passage). Database triggers
     (retrieval migration 0009) keep it in step with the chunks and delete a passage when its
     last chunk goes; row-level security applies the same overlap."""
 
     digest = models.CharField(max_length=64, unique=True, editable=False)
     embedding = VectorField(dimensions=EMBEDDING_DIM)
-    access = ArrayField(models.TextField(), default=list, editable=False)
+    access = ArrayField(models.TextField(), default=privileged_only, editable=False)
 
     class Meta:
         indexes = [

@@ -17,6 +17,7 @@ from app.identity import ALL_SCOPES, Principal, Tier
 from app.models import User
 from app.selectors import principal_for
 from app.services import token_issue
+from retrieval.rls import PRIVILEGED_TOKEN
 from tests.db_roles import owner_role, use_role
 
 
@@ -30,8 +31,9 @@ def _test_code_sees_all_rows(sender: Any, connection: Any, **kwargs: Any) -> Non
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT set_config('app.rls_mode', 'privileged', false),"
-                " set_config('app.privileged_ceiling', %s, false)",
-                [str(int(max(Tier)))],
+                " set_config('app.privileged_ceiling', %s, false),"
+                " set_config('app.access_tokens', %s, false)",
+                [str(int(max(Tier))), PRIVILEGED_TOKEN],
             )
 
 

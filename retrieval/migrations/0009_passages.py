@@ -21,11 +21,13 @@ from django.db import migrations, models
 import django.db.models.deletion
 import pgvector.django
 import pgvector.django.indexes
+import retrieval.models
 
 MODE = "current_setting('app.rls_mode', true)"
 PRIVILEGED = (
     "SELECT set_config('app.rls_mode', 'privileged', true),"
-    " set_config('app.privileged_ceiling', '3', true);"
+    " set_config('app.privileged_ceiling', '3', true),"
+    " set_config('app.access_tokens', '*', true);"
 )
 # retrieval.services.passage_digest, in SQL.
 DIGEST = "encode(sha256(convert_to(%s || E'\\n' || {text}, 'UTF8')), 'hex')"
@@ -33,7 +35,7 @@ DIGEST = "encode(sha256(convert_to(%s || E'\\n' || {text}, 'UTF8')), 'hex')"
 BACKFILL = (
     PRIVILEGED
     + "INSERT INTO retrieval_passage (digest, embedding, access)"
-    " SELECT DISTINCT ON (digest) digest, embedding, '{}'"
+    " SELECT DISTINCT ON (digest) digest, embedding, '{*}'"
     f" FROM (SELECT {DIGEST.format(text='text')} AS digest, embedding, id"
     "  FROM retrieval_chunk) AS c ORDER BY digest, id;"
     " UPDATE retrieval_chunk c SET passage_id = p.id FROM retrieval_passage p"
@@ -51,10 +53,11 @@ RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- Recompute the passages' access from their chunks. Chunks are only written in a
--- privileged scope, so the chunks read here are all of them.
+-- privileged scope, so the chunks read here are all of them. Every passage also carries
+-- '*', the token of a privileged scope (no principal's tokens include it).
 CREATE FUNCTION retrieval_passage_refresh(ids bigint[]) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE retrieval_passage p SET access = coalesce((
+    UPDATE retrieval_passage p SET access = ARRAY['*'] || coalesce((
         SELECT array_agg(DISTINCT t ORDER BY t)
           FROM retrieval_chunk c,
                unnest(retrieval_access_tokens(c.tier, c.all_authenticated,
@@ -74,14 +77,17 @@ CREATE FUNCTION retrieval_passage_collect() RETURNS trigger LANGUAGE plpgsql AS 
 DECLARE
     mode text := current_setting('app.rls_mode', true);
     ceiling text := current_setting('app.privileged_ceiling', true);
+    tokens text := current_setting('app.access_tokens', true);
 BEGIN
     PERFORM set_config('app.rls_mode', 'privileged', true),
-            set_config('app.privileged_ceiling', '3', true);
+            set_config('app.privileged_ceiling', '3', true),
+            set_config('app.access_tokens', '*', true);
     DELETE FROM retrieval_passage p
      WHERE p.id = OLD.passage_id
        AND NOT EXISTS (SELECT 1 FROM retrieval_chunk c WHERE c.passage_id = p.id);
     PERFORM set_config('app.rls_mode', coalesce(mode, ''), true),
-            set_config('app.privileged_ceiling', coalesce(ceiling, ''), true);
+            set_config('app.privileged_ceiling', coalesce(ceiling, ''), true),
+            set_config('app.access_tokens', coalesce(tokens, ''), true);
     RETURN NULL;
 END $$;
 
@@ -113,13 +119,14 @@ CREATE TRIGGER chunk_passage_upd AFTER UPDATE ON retrieval_chunk
     REFERENCING OLD TABLE AS before_update NEW TABLE AS after_update
     FOR EACH STATEMENT EXECUTE FUNCTION retrieval_chunk_passage_sync_update();
 
--- The same overlap as retrieval.selectors._visible_passages. The privileged arm matches in
--- a privileged scope only (the principal scope leaves the ceiling empty).
+-- The same overlap as retrieval.selectors._visible_passages; a privileged scope's token is
+-- '*'. One indexable predicate and nothing OR-ed to it: PostgreSQL may not use the query's
+-- own copy of it for an index scan (the array operator is not leakproof, so it runs after
+-- the policy), so the policy's must be able to use the GIN index by itself.
 ALTER TABLE retrieval_passage ENABLE ROW LEVEL SECURITY;
 ALTER TABLE retrieval_passage FORCE ROW LEVEL SECURITY;
 CREATE POLICY passage_read ON retrieval_passage FOR SELECT USING (
     access && string_to_array(nullif(current_setting('app.access_tokens', true), ''), ',')
-    OR nullif(current_setting('app.privileged_ceiling', true), '') IS NOT NULL
 );
 CREATE POLICY passage_privileged_insert ON retrieval_passage FOR INSERT
     WITH CHECK ({MODE} = 'privileged');
@@ -167,7 +174,7 @@ class Migration(migrations.Migration):
                 ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("digest", models.CharField(editable=False, max_length=64, unique=True)),
                 ("embedding", pgvector.django.VectorField(dimensions=384)),
-                ("access", ArrayField(base_field=models.TextField(), default=list, editable=False, size=None)),
+                ("access", ArrayField(base_field=models.TextField(), default=retrieval.models.privileged_only, editable=False, size=None)),
             ],
         ),
         migrations.AddField(
