@@ -72,7 +72,7 @@ class Document(models.Model):
 
 def privileged_only() -> list[str]:
     """A new passage's access until the triggers add its chunks': only a privileged scope
-    sees it (retrieval.rls.PRIVILEGED_TOKEN)."""
+    sees it (retrieval.rls.PRIVILEGED_GRANT)."""
     return ["*"]
 
 

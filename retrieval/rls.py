@@ -50,7 +50,7 @@ def _scope(values: tuple[str, str, str, str, str, str]) -> Iterator[None]:
         cursor.execute(_SET, list(previous))
 
 
-PRIVILEGED_TOKEN = "*"  # every passage carries it; no principal's tokens include it
+PRIVILEGED_GRANT = "*"  # every passage carries it; no principal's tokens include it
 
 
 def access_tokens(principal: Principal) -> list[str]:
@@ -81,4 +81,4 @@ def privileged_scope(reason: str) -> AbstractContextManager[None]:
     """All rows, for a named reason (kept short: it is for readers of the code)."""
     if not reason:
         raise ValueError("a privileged scope needs a reason")
-    return _scope(("privileged", "", "", "", str(int(max(Tier))), PRIVILEGED_TOKEN))
+    return _scope(("privileged", "", "", "", str(int(max(Tier))), PRIVILEGED_GRANT))

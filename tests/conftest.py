@@ -17,7 +17,7 @@ from app.identity import ALL_SCOPES, Principal, Tier
 from app.models import User
 from app.selectors import principal_for
 from app.services import token_issue
-from retrieval.rls import PRIVILEGED_TOKEN
+from retrieval.rls import PRIVILEGED_GRANT
 from tests.db_roles import owner_role, use_role
 
 
@@ -33,7 +33,7 @@ def _test_code_sees_all_rows(sender: Any, connection: Any, **kwargs: Any) -> Non
                 "SELECT set_config('app.rls_mode', 'privileged', false),"
                 " set_config('app.privileged_ceiling', %s, false),"
                 " set_config('app.access_tokens', %s, false)",
-                [str(int(max(Tier))), PRIVILEGED_TOKEN],
+                [str(int(max(Tier))), PRIVILEGED_GRANT],
             )
 
 
