@@ -285,8 +285,19 @@ def _load(corpus: Corpus) -> dict[float, int]:
                 for selectivity, group in groups.items():
                     if selectivity == 1.0 or rng.random() < selectivity:
                         copy.write_row((doc, group))
-        # One passage per distinct vector, as the application keeps one per distinct text.
-        distinct, passage_of = np.unique(corpus.vectors, axis=0, return_inverse=True)
+        # One passage per distinct vector, as the application keeps one per distinct text,
+        # numbered (and so inserted, and the graph built) in the order the chunks first use
+        # them, as ingestion would. np.unique sorts them; a graph built over vectors sorted
+        # by their first coordinate came out far worse (recall@10 0.957 against 0.998 at
+        # 100% on the synthetic corpus).
+        distinct, first, passage_of = np.unique(
+            corpus.vectors, axis=0, return_index=True, return_inverse=True
+        )
+        order = np.argsort(first)
+        distinct = distinct[order]
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        passage_of = rank[passage_of.reshape(-1)]
         with raw.cursor().copy(
             "COPY retrieval_passage (id, digest, embedding, access) FROM STDIN WITH (FORMAT BINARY)"
         ) as copy:
@@ -300,9 +311,7 @@ def _load(corpus: Corpus) -> dict[float, int]:
             " FROM STDIN WITH (FORMAT BINARY)"
         ) as copy:
             copy.set_types(["int8", "int8", "int4", "text", "int8"])
-            for i, (passage, doc) in enumerate(
-                zip(passage_of.reshape(-1), corpus.doc_of, strict=True)
-            ):
+            for i, (passage, doc) in enumerate(zip(passage_of, corpus.doc_of, strict=True)):
                 copy.write_row((i + 1, int(doc), i, "", int(passage) + 1))
         for table in TABLES:
             cursor.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")

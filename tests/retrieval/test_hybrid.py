@@ -217,4 +217,4 @@ def test_the_exact_threshold_and_ef_search_grow_with_the_corpus(
     settings.RETRIEVAL_HNSW_EF_SEARCH = 120
     assert plan_and_ef_search() == ("hnsw", 120)  # the demo corpus is below the reference
     monkeypatch.setattr(selectors, "REFERENCE_CHUNKS", chunks / 4)
-    assert plan_and_ef_search() == ("exact", round(120 * 4**0.7))
+    assert plan_and_ef_search() == ("exact", round(120 * 4**selectors.EF_SEARCH_GROWTH))
