@@ -78,20 +78,16 @@ def _embed(
 def _passages_for(
     texts: dict[str, str], vectors: dict[str, list[float]], tier: Tier
 ) -> dict[str, int]:
-    """Passage ids for every digest in `texts`, creating the missing ones, and locked for
-    this transaction: a concurrent index of another document that holds the same text
-    waits, so each sees the other's chunks when the triggers recompute the passage's
-    access. Call in a privileged scope. A passage that went away since the texts were
-    looked up (its last document was deleted) is embedded again here."""
+    """Passage ids for every digest in `texts`, creating the missing ones. Call in a
+    privileged scope. A passage that went away since the texts were looked up (its last
+    document was deleted) is embedded again here. Concurrent indexing of documents that
+    share a text needs no lock here: the triggers' update of the passage row waits for the
+    other transaction and then counts its chunks too
+    (test_two_documents_indexed_at_once_both_reach_their_shared_passage)."""
     Passage.objects.bulk_create(
         [Passage(digest=d, embedding=v) for d, v in vectors.items()], ignore_conflicts=True
     )
-    rows = dict(
-        Passage.objects.select_for_update()
-        .filter(digest__in=list(texts))
-        .order_by("digest")
-        .values_list("digest", "id")
-    )
+    rows = dict(Passage.objects.filter(digest__in=list(texts)).values_list("digest", "id"))
     gone = [(digest, texts[digest]) for digest in texts if digest not in rows]
     if gone:
         again = _embed(gone, tier, lambda done: None)

@@ -188,7 +188,8 @@ def test_the_exact_threshold_and_ef_search_grow_with_the_corpus(
     demo, principal_of, settings, monkeypatch
 ):
     """Both settings are values for REFERENCE_CHUNKS chunks. On a corpus four times that
-    size the exact threshold doubles (square root) and ef_search grows 4 ** 0.7 times."""
+    size the exact threshold doubles (square root) and ef_search grows 4 ** EF_SEARCH_GROWTH
+    times."""
     from django.db import connection
 
     from retrieval import selectors

@@ -59,6 +59,23 @@ def _collect_now() -> None:
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
 
 
+def _a_session_waits_for_a_lock(timeout: float = 60.0) -> bool:
+    """Poll until another session of this database waits on a lock."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return True
+        time.sleep(0.05)
+    return False
+
+
 def _passage_ids(document: Document) -> set[int]:
     return set(Chunk.objects.filter(document=document).values_list("passage_id", flat=True))
 
@@ -185,3 +202,68 @@ def test_a_new_version_embeds_only_its_new_texts(monkeypatch):
     assert not Passage.objects.filter(
         pk__in={before[text] for text in set(before) - set(after)}
     ).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_documents_indexed_at_once_both_reach_their_shared_passage(monkeypatch):
+    """The first indexer holds its transaction open after writing its chunks; the second
+    indexes another document holding the same, already stored, text. The second's trigger
+    waits for the passage row the first's trigger updated, and once the first commits it
+    recomputes the access from both documents' chunks: neither reader is left out."""
+    import threading
+
+    from django.db import connection as main_connection
+
+    erin = make_user("erin", clearance=Tier.INTERNAL)
+    finn = make_user("finn", clearance=Tier.INTERNAL)
+    _indexed("Lantern rules (archive)", SHARED, Tier.INTERNAL)  # the passage exists
+    first = document_create(
+        title="Lantern rules (erin)", classification=Tier.INTERNAL, source_name="e.md",
+        data=SHARED.encode(), allow_users=["erin"],
+    )  # fmt: skip
+    second = document_create(
+        title="Lantern rules (finn)", classification=Tier.INTERNAL, source_name="f.md",
+        data=SHARED.encode(), allow_users=["finn"],
+    )  # fmt: skip
+
+    inside, release = threading.Event(), threading.Event()
+    real_refresh = services._refresh_search_vectors
+
+    def refresh_then_hold(document_id: int) -> None:
+        real_refresh(document_id)
+        if document_id == first.pk:
+            inside.set()
+            release.wait(timeout=30)
+
+    monkeypatch.setattr(services, "_refresh_search_vectors", refresh_then_hold)
+    errors: list[BaseException] = []
+
+    def index(document: Document) -> None:
+        from django.db import connection
+
+        try:
+            document_index(document_id=document.pk)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    one = threading.Thread(target=index, args=(first,))
+    one.start()
+    assert inside.wait(timeout=60)
+    two = threading.Thread(target=index, args=(second,))
+    two.start()
+    assert _a_session_waits_for_a_lock(), "the second indexer never reached the shared row"
+    release.set()
+    one.join(timeout=60)
+    two.join(timeout=60)
+    assert not errors
+    assert not one.is_alive()
+    assert not two.is_alive()
+
+    main_connection.close()  # a new connection, in the tests' privileged mode
+    (passage,) = Passage.objects.filter(
+        pk__in=_passage_ids(first) | _passage_ids(second)
+    ).values_list("access", flat=True)
+    assert f"u{erin.pk}@{int(Tier.INTERNAL)}" in passage
+    assert f"u{finn.pk}@{int(Tier.INTERNAL)}" in passage
