@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from app.identity import ALL_SCOPES, Principal, Tier
+from retrieval.rls import RLS_TABLES
 
 Evidence = dict[str, str]
 TIER_NAMES = [t.label for t in Tier]
@@ -57,10 +58,6 @@ def _probe_principal(
         scopes=scopes,
         request_id="design-review-probe",
     )
-
-
-# The tables whose rows carry document content or its embedding.
-RLS_TABLES = {"retrieval_chunk", "retrieval_document", "retrieval_passage"}
 
 
 def _rls_state() -> dict[str, Any]:

@@ -12,6 +12,7 @@ from pgvector.django import HnswIndex, VectorField
 
 from app.identity import Tier
 from broker.embeddings import EMBEDDING_DIM
+from retrieval.rls import PRIVILEGED_GRANT
 
 
 class Document(models.Model):
@@ -73,7 +74,7 @@ class Document(models.Model):
 def privileged_only() -> list[str]:
     """A new passage's access until the triggers add its chunks': only a privileged scope
     sees it (retrieval.rls.PRIVILEGED_GRANT)."""
-    return ["*"]
+    return [PRIVILEGED_GRANT]
 
 
 class Passage(models.Model):

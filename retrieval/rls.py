@@ -50,6 +50,9 @@ def _scope(values: tuple[str, str, str, str, str, str]) -> Iterator[None]:
         cursor.execute(_SET, list(previous))
 
 
+# The tables whose rows carry document content or its embedding; each forces RLS.
+RLS_TABLES = frozenset({"retrieval_document", "retrieval_chunk", "retrieval_passage"})
+
 PRIVILEGED_GRANT = "*"  # every passage carries it; no principal's tokens include it
 
 

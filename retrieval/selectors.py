@@ -19,7 +19,7 @@ from pgvector.django import CosineDistance
 from app.identity import Principal, Tier
 from broker.embed import embed_query
 from retrieval.models import Chunk, Document, IngestionJob, Passage
-from retrieval.rls import access_tokens, principal_scope
+from retrieval.rls import RLS_TABLES, access_tokens, principal_scope
 
 HNSW_OVERSAMPLE = 2  # rows fetched per row wanted from the relaxed-order scan
 HNSW_EF_SEARCH_MAX = 1000  # pgvector refuses a larger hnsw.ef_search
@@ -380,8 +380,9 @@ def database_role_is_rls_subject() -> bool:
         cursor.execute(
             "SELECT r.rolsuper, r.rolbypassrls,"
             " (SELECT bool_and(c.relrowsecurity AND c.relforcerowsecurity) FROM pg_class c"
-            "  WHERE c.relname IN ('retrieval_document', 'retrieval_chunk', 'retrieval_passage'))"
-            " FROM pg_roles r WHERE r.rolname = current_user"
+            "  WHERE c.relname = ANY(%s))"
+            " FROM pg_roles r WHERE r.rolname = current_user",
+            [sorted(RLS_TABLES)],
         )
         row = cursor.fetchone()
     return row is not None and not row[0] and not row[1] and bool(row[2])
