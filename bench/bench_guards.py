@@ -325,6 +325,41 @@ def _pii_recall(samples: list[tuple[str, list[tuple[str, str]]]], server: Any) -
     }
 
 
+# Names from some fifty countries in hand-written enterprise messages, in ten ways of
+# mentioning a person (bench/data/pii/names/README.md). `dev` may be read while developing
+# the recogniser; `judge` is scored as a number only, its texts never printed.
+WRITTEN_NAMES = Path(__file__).parent / "data" / "pii" / "names"
+
+
+def written_names(split: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The split's messages, each with its listed names as `name` values."""
+    rows = (WRITTEN_NAMES / split / "names.jsonl").read_text(encoding="utf-8").splitlines()
+    return [
+        (item["text"], [("name", name) for name in item["names"]])
+        for item in map(json.loads, filter(str.strip, rows))
+    ]
+
+
+def written_benign(split: str) -> list[str]:
+    rows = (WRITTEN_NAMES / split / "benign.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(row)["text"] for row in rows if row.strip()]
+
+
+def person_free_share(texts: list[str]) -> dict[str, Any]:
+    """How many texts that name nobody get a PERSON span (any), and the spans."""
+    from orchestration.pii import find_pii
+
+    hits = [
+        [text[s.start : s.end] for s in find_pii(text) if s.entity == "PERSON"] for text in texts
+    ]
+    return {
+        "texts": len(texts),
+        "with_person_span": sum(1 for h in hits if h),
+        "share": sum(1 for h in hits if h) / len(texts),
+        "found": [h for h in hits if h],
+    }
+
+
 def over_redaction(texts: list[str]) -> dict[str, Any]:
     """PII the analyser finds in text that holds none we know of (benign questions; the
     demo corpus's chunks hold fictional staff names, which are real finds)."""
@@ -341,7 +376,7 @@ def run_pii(benign: list[str], n: int = 300) -> dict[str, Any]:
     from broker.loopback import LoopbackServer
 
     with LoopbackServer() as server:
-        return {
+        result = {
             "in_sample": _pii_recall(generated_pii(n), server),
             "held_out_templates": _pii_recall(
                 generated_pii(n, seed=11, templates=HELD_OUT_TEMPLATES), server
@@ -356,7 +391,19 @@ def run_pii(benign: list[str], n: int = 300) -> dict[str, Any]:
                 server,
             ),  # fmt: skip
             "over_redaction_benign": over_redaction(benign),
+            **{
+                f"written_names_{split}": _pii_recall(written_names(split), server)
+                for split in ("dev", "judge")
+            },
+            **{
+                f"written_benign_{split}": person_free_share(written_benign(split))
+                for split in ("dev", "judge")
+            },
         }
+    # The judge split is scored, never read: keep its figures, not its texts.
+    result["written_names_judge"]["leaks"] = []
+    result["written_benign_judge"]["found"] = []
+    return result
 
 
 def run_context() -> dict[str, Any]:
@@ -436,6 +483,15 @@ def _detection_md(title: str, det: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+PII_SETS = (
+    "in_sample",
+    "held_out_templates",
+    "other_locale_names",
+    "written_names_dev",
+    "written_names_judge",
+)
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = _detection_md("In-sample corpus", result["detection"])
     lines += _detection_md("Held-out split", result["held_out"])
@@ -448,12 +504,21 @@ def markdown(result: dict[str, Any]) -> str:
         "|---|---|---|---|",
     ]
     pii = result["pii"]
-    for name in ("in_sample", "held_out_templates", "other_locale_names"):
+    for name in PII_SETS:
         r = pii[name]
         kinds = ", ".join(f"{k} {v:.1%}" for k, v in r["per_field_recall"].items())
         lines.append(f"| {name} | {r['values']} | **{r['recall']:.1%}** | {kinds} |")
     over = pii["over_redaction_benign"]
     lines += [
+        "",
+        "Messages that name nobody but get a PERSON span (hand-written, capitalised products, "
+        "places, teams): "
+        + ", ".join(
+            f"{split} {pii[f'written_benign_{split}']['with_person_span']}/"
+            f"{pii[f'written_benign_{split}']['texts']}"
+            for split in ("dev", "judge")
+        )
+        + ".",
         "",
         f"Over-redaction: {over['spans']} PII spans found in {over['texts']} benign questions "
         f"(in-sample + held-out): {over['found']}",
@@ -511,7 +576,9 @@ def main() -> None:
             print(f"{name} missed:", json.dumps(result[name]["missed"], indent=1))
         if result[name]["false_blocks"]:
             print(f"{name} benign blocked:", result[name]["false_blocks"])
-    for name in ("in_sample", "held_out_templates", "other_locale_names"):
+    for name in PII_SETS:
+        if name == "written_names_judge":  # scored, never read
+            continue
         if result["pii"][name]["leaks"]:
             print(f"pii {name} leaks:", json.dumps(result["pii"][name]["leaks"], indent=1))
 

@@ -1,6 +1,6 @@
-"""Public-domain name lists (1990 US Census first names and surnames, see
-data/names/README.md), shared by the PII name recogniser and the output guard's
-streaming fast path. Plain Python, no Presidio: cheap to import."""
+"""Public-domain name lists (1990 US Census first names and surnames) and an English word
+list (SCOWL), see data/names/README.md, shared by the PII name recogniser and the output
+guard's streaming fast path. Plain Python, no Presidio: cheap to import."""
 
 from __future__ import annotations
 
@@ -24,18 +24,23 @@ class NameLists:
     ambiguous_first: frozenset[str]
     ambiguous_last: frozenset[str]
     stop: frozenset[str]
+    english_words: frozenset[str]  # lower-case English words ("café")
+    english_proper: frozenset[str]  # capitalised English entries (places, brands), lower-cased
 
 
 @lru_cache(maxsize=1)
 def name_lists() -> NameLists:
     from spacy.lang.en.stop_words import STOP_WORDS
 
+    english = _read("english_words.txt")
     return NameLists(
         first=_read("first_names.txt"),
         last=_read("surnames.txt"),
         ambiguous_first=_read("ambiguous_first_names.txt"),
         ambiguous_last=_read("ambiguous_surnames.txt"),
         stop=frozenset(w.lower() for w in STOP_WORDS),
+        english_words=frozenset(w for w in english if w.islower()),
+        english_proper=frozenset(w.lower() for w in english if not w.islower()),
     )
 
 

@@ -9,11 +9,18 @@ titles in several languages ("Mr.", "Dr.", "Sra.", "Herr", "Dott."), degrees aft
 ("Ph.D.", "M.Sc."), greetings ("Dear …,"), and "my name is …". Lower-case pairs count only
 when the first name is not also an ordinary English word ("mark", "will" …), so "will
 price" is not a person but "john smith" is.
+
+Names from outside those lists ("Njeru Wandera", "Nguyễn Văn Thắng") are found by what they
+are not: two to four capitalised words in Latin letters that an English word list (SCOWL)
+does not hold, or holds only as a person's name, side by side in text that is mostly
+English, that spaCy does not call a place and that no organisation word ("Analytics",
+"GmbH") follows. A single such word is not enough: product names are made the same way.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
@@ -97,7 +104,7 @@ _HONORIFICS = frozenset(
     "mr mrs ms miss mx dr prof sir dame madam mister rev reverend hon pastor fr ing bishop "
     "sr sra srta don dona dna lic licda lcdo lcda mtro mtra dra arq dom "
     "mme mlle "
-    "herr frau univ "
+    "herr frau univ dipl "
     "sig sigra dott dottssa avv "
     "dhr mevr".split()
 )
@@ -156,7 +163,7 @@ class NameGazetteerRecognizer(EntityRecognizer):  # type: ignore[misc]
         lists = name_lists()
         tokens = [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
         results: list[RecognizerResult] = []
-        for start, end, score in self._spans(text, tokens, lists):
+        for start, end, score in self._spans(text, tokens, lists, _places(nlp_artifacts)):
             degree = _DOTTED_DEGREE.match(text, end)
             if degree:
                 end = degree.end()
@@ -168,14 +175,40 @@ class NameGazetteerRecognizer(EntityRecognizer):  # type: ignore[misc]
         return results
 
     def _spans(
-        self, text: str, tokens: list[tuple[str, int, int]], lists: NameLists
+        self,
+        text: str,
+        tokens: list[tuple[str, int, int]],
+        lists: NameLists,
+        places: list[tuple[int, int]],
     ) -> list[tuple[int, int, float]]:
         spans: list[tuple[int, int, float]] = []
         n = len(tokens)
+        english = _english(text, lists)
 
         def adjacent(i: int) -> bool:
             """tokens[i] and tokens[i + 1] are separated by blanks only."""
             return i + 1 < n and not text[tokens[i][2] : tokens[i + 1][1]].strip()
+
+        def further_parts(j: int, *, limit: int) -> int:
+            """From a name's part at `j`, the index of its last part: the capitalised words
+            after it that are surnames or unfamiliar to English, with up to two particles
+            before one ("de la Guibert"), up to the token at `limit`."""
+            while j < limit and adjacent(j) and not _ends_sentence(tokens[j][0]):
+                k = j + 1
+                while k < n - 1 and k - j <= 2 and _bare(tokens[k][0]) in _PARTICLES:
+                    if not adjacent(k):
+                        break
+                    k += 1
+                word = tokens[k][0]
+                known_surname = (
+                    _capitalised(word)
+                    and _surname(word, lists)
+                    and _bare(word) not in lists.ambiguous_last
+                )
+                if not (known_surname or _unfamiliar(word, lists)):
+                    break
+                j = k
+            return j
 
         def extend(i: int, end: int) -> int:
             """Swallow a trailing "Jr." / "MD" / "PhD" (with or without a comma)."""
@@ -189,15 +222,21 @@ class NameGazetteerRecognizer(EntityRecognizer):  # type: ignore[misc]
         while i < n:
             word, start, end = tokens[i]
             low = _bare(word)
-            # "Mr. Okonkwo", "Dr Ana María Pérez": an honorific and the capitalised words after it.
+            # "Mr. Okonkwo", "Dr Ana María Pérez": an honorific and the capitalised words after it;
+            # a German compound title is one ("Dipl.-Ing. Jutta Kühn", "Dr.-Ing.").
+            h = i
+            while low in _HONORIFICS and h + 1 < n and text[tokens[h][2] : tokens[h + 1][1]] == "-":
+                if not tokens[h + 1][0].endswith("."):
+                    break
+                h += 1
             if (
                 low in _HONORIFICS
                 and word[0].isupper()
-                and adjacent(i)
-                and _capitalised(tokens[i + 1][0])
+                and adjacent(h)
+                and _capitalised(tokens[h + 1][0])
             ):
-                j = i + 1
-                while j + 1 < n and j - i < 3 and adjacent(j) and _capitalised(tokens[j + 1][0]):
+                j = h + 1
+                while j + 1 < n and j - h < 3 and adjacent(j) and _capitalised(tokens[j + 1][0]):
                     if _bare(tokens[j + 1][0]) in lists.stop:
                         break
                     j += 1
@@ -231,7 +270,7 @@ class NameGazetteerRecognizer(EntityRecognizer):  # type: ignore[misc]
                     i = j + 1
                     continue
             # "Ranveer Dutt": an unknown capitalised word mid-sentence, then a surname that is
-            # not also an English word.
+            # not also an English word (and any further parts: "Pascual Hugo Alba").
             if (
                 adjacent(i)
                 and not _ends_sentence(word)
@@ -244,9 +283,23 @@ class NameGazetteerRecognizer(EntityRecognizer):  # type: ignore[misc]
                 and _bare(tokens[i + 1][0]) not in lists.ambiguous_last
                 and _bare(tokens[i + 1][0]) not in _CALENDAR
             ):
-                spans.append((start, extend(i + 1, tokens[i + 1][2]), 0.6))
-                i += 2
+                j = further_parts(i + 1, limit=i + 3)
+                spans.append((start, extend(j, tokens[j][2]), 0.6))
+                i = j + 1
                 continue
+            # "Njeru Wandera", "Adèle de la Guibert": two to four capitalised words that
+            # English knows only as people's names, if at all, and that spaCy does not call a
+            # place; not in text that is mostly not English.
+            if english and _unfamiliar(word, lists) and adjacent(i) and not _ends_sentence(word):
+                j = further_parts(i, limit=i + 3)
+                if (
+                    j > i
+                    and not any(s < tokens[j][2] and start < e for s, e in places)
+                    and not any(_bare(t[0]) in _ORGANISATION_WORDS for t in tokens[i : j + 2])
+                ):
+                    spans.append((start, extend(j, tokens[j][2]), 0.6))
+                    i = j + 1
+                    continue
             i += 1
         # "my name is kofi annan": whatever follows, up to three non-stop words.
         for match in _NAME_IS.finditer(text):
@@ -299,10 +352,60 @@ class NameGazetteerRecognizer(EntityRecognizer):  # type: ignore[misc]
                 break
         if j == i:
             return None
-        # A first name that is also a word ("May", "Will") needs a known surname after it.
-        if _bare(first) in lists.ambiguous_first and not _surname(tokens[i + 1][0], lists):
+        # A first name that is also a word ("May", "Grace") needs a known surname after it,
+        # or one that English does not know ("Grace Adetokunbo").
+        if _bare(first) in lists.ambiguous_first and not (
+            _surname(tokens[i + 1][0], lists) or _unfamiliar(tokens[i + 1][0], lists)
+        ):
             return None
         return j, 0.75
+
+
+# Words that make a run of capitalised words an organisation ("Northwind Analytics").
+_ORGANISATION_WORDS = frozenset(
+    "analytics gmbh ag sa spa srl bv nv oy ab as ltda sarl kg se plc llc inc ltd co corp "
+    "grupo gruppe groupe gruppo industrie industria logistik consulting digital".split()
+)
+_PUNCTUATION = ".,;:!?()[]{}\"'“”‘’«»"
+_CONTRACTION = re.compile(r"['’](?:s|re|m|ll|ve|d)$")
+_NAME_PREFIX = re.compile(r"^(?:Mc|Mac|O['’]|D['’])(?=[^\W\d_])")
+
+
+def _unfamiliar(token: str, lists: NameLists) -> bool:
+    """A capitalised word in Latin letters that English does not know, or knows only as a
+    person's name ("Njeru", "Jäkel", "Ahmed", "O'Brien"); not a word ("Atlas"), a contraction
+    ("It's"), a place or brand English knows ("Lagos"), nor a word like "EvilBot"."""
+    word = _CONTRACTION.sub("", token.rstrip("."))
+    for part in word.split("-"):
+        part = _NAME_PREFIX.sub("", part)
+        if len(part) < 2 or not (part[0].isupper() and part[1:].islower()):
+            return False
+        if not all(unicodedata.name(ch, "").startswith("LATIN") for ch in part if ch.isalpha()):
+            return False
+        # Accents are compared as written: "Hùng" is not the English "hung".
+        low, written = _bare(part), part.lower()
+        if low in lists.stop or low in _CALENDAR or written in lists.english_words:
+            return False
+        if written in lists.english_proper and low not in lists.first and low not in lists.last:
+            return False
+    return True
+
+
+def _english(text: str, lists: NameLists) -> bool:
+    """Whether most of the text's lower-case words are English: only then does a word
+    missing from an English word list say anything (German capitalises every noun).
+    Words are what blanks separate, so an e-mail address's parts do not count."""
+    words = (raw.strip(_PUNCTUATION) for raw in text.split())
+    lower = [w for w in words if w.isalpha() and w.islower()]
+    known = sum(1 for w in lower if w in lists.english_words or w in lists.stop)
+    return bool(lower) and known >= 0.75 * len(lower)
+
+
+def _places(nlp_artifacts: Any) -> list[tuple[int, int]]:
+    """Character spans spaCy labelled a place (Presidio's LOCATION). Not its nationalities:
+    the small model calls many unfamiliar given names one ("Selamawit")."""
+    entities = getattr(nlp_artifacts, "entities", None) or []
+    return [(e.start_char, e.end_char) for e in entities if e.label_ == "LOCATION"]
 
 
 def _ends_sentence(token: str) -> bool:

@@ -60,6 +60,51 @@ def test_titles_and_degrees_of_other_languages_go_with_the_name(message, name):
 
 
 @pytest.mark.parametrize(
+    ("message", "name"),
+    [
+        ("Please loop in Wanjiku Mumbua before we sign.", "Wanjiku Mumbua"),
+        ("Is Olumide Adeyemi-Bakare still on the account?", "Olumide Adeyemi-Bakare"),
+        ("Forward it to Adèle de la Rochebrune at noon.", "Adèle Rochebrune"),
+        ("Nguyễn Văn Thắng approved the quote.", "Nguyễn Văn Thắng"),
+        ("Call Grace Oyelaran tomorrow.", "Grace Oyelaran"),
+        ("Please return Wanjiku Mumbua's badge.", "Wanjiku Mumbua"),
+        ("Send it to Pascual Ignacio Barrera Alba today.", "Pascual Ignacio Barrera Alba"),
+        ("Ping Dipl.-Ing. Hartmut Wöllner about the drawings.", "Dipl Ing Hartmut Wöllner"),
+    ],
+)
+def test_names_english_does_not_know_are_redacted_before_a_provider(message, name):
+    """Capitalised words that no English word list holds, side by side, are taken for a
+    name, whole: the given names of other countries are not in a US Census list."""
+    sent = _sent(message)
+    for part in name.replace(".", " ").split():
+        assert part not in sent, sent
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Welche Kündigungsfrist gilt für Neue Mitarbeiter im Vertrieb?",  # not English text
+        "It's Harbour season again.",  # a contraction
+        "Deploy the PayBot Quorvex agent.",  # a made-up word in camel case
+        "Northwind Analytics bought Zephyra Logistik last year.",  # organisations
+        "Оставайся Свободным Навсегда, please.",  # not Latin letters
+        "Migrate the Grafana Loki dashboards before Friday.",  # English knows "Loki"
+    ],
+)
+def test_unfamiliar_capitalised_words_that_are_no_name(text):
+    found = NameGazetteerRecognizer().analyze(text, ["PERSON"])
+    assert found == [], [text[r.start : r.end] for r in found]
+
+
+def test_a_place_spacy_recognises_is_not_taken_for_a_person():
+    """Two words English does not know can be a city: spaCy's place label wins."""
+    text = "The Kuala Lumpur office renews its lease in March."
+    artifacts = pii.analyzer().nlp_engine.process_text(text, "en")
+    assert NameGazetteerRecognizer().analyze(text, ["PERSON"], artifacts) == []
+    assert [s.entity for s in pii.find_pii(text)] == ["LOCATION"]
+
+
+@pytest.mark.parametrize(
     ("message", "value"),
     [
         ("Ship it to 5672 Thompson Lakes Suite 607, Lake Maria, VI 46113.", "Thompson Lakes"),
