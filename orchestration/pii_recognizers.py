@@ -14,7 +14,10 @@ Names from outside those lists ("Njeru Wandera", "Nguyễn Văn Thắng") are fo
 are not: two to four capitalised words in Latin letters that an English word list (SCOWL)
 does not hold, or holds only as a person's name, side by side in text that is mostly
 English, that spaCy does not call a place and that no organisation word ("Analytics",
-"GmbH") follows. A single such word is not enough: product names are made the same way.
+"GmbH") follows. A single such word is not enough, since product names are made the same
+way, except where only a person fits: before "said" or "is on leave", after "ask" or
+"check with", in a greeting or a sign-off, or joined by "and" to a name already found. In a
+message typed all in lower case, two such words side by side count.
 """
 
 from __future__ import annotations
@@ -122,7 +125,8 @@ _SUFFIXES = frozenset(
 # A degree written with full stops after a name ("B.Sc.", "M.A.", "Ph.D."), with or without
 # a comma before it.
 _DOTTED_DEGREE = re.compile(r",?[ \t]+(?:[A-Z][a-z]{0,3}\.){2,3}(?!\w)")
-_GREETINGS = frozenset("dear hi hello hey attn attention".split())
+_GREETINGS = frozenset("dear hi hello hey attn attention thanks cheers morning".split())
+_TIMES_OF_DAY = frozenset("morning afternoon evening".split())
 _NOT_ADDRESSEES = frozenset("team all folks everyone there guys colleagues sir madam both".split())
 _NAME_IS = re.compile(
     r"\b(?:my|his|her|their|the\s+(?:employee|customer|client|patient|candidate)'?s?)\s+"
@@ -163,7 +167,10 @@ class NameGazetteerRecognizer(EntityRecognizer):  # type: ignore[misc]
         lists = name_lists()
         tokens = [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
         results: list[RecognizerResult] = []
-        for start, end, score in self._spans(text, tokens, lists, _places(nlp_artifacts)):
+        spans = self._spans(text, tokens, lists, _places(nlp_artifacts))
+        if _english(text, lists):
+            spans += _listed_with(text, spans + _people(nlp_artifacts), lists)
+        for start, end, score in spans:
             degree = _DOTTED_DEGREE.match(text, end)
             if degree:
                 end = degree.end()
@@ -210,6 +217,33 @@ class NameGazetteerRecognizer(EntityRecognizer):  # type: ignore[misc]
                 j = k
             return j
 
+        def said_by(i: int) -> bool:
+            """tokens[i] is followed by something only a person does ("said", "already
+            approved", "is on leave")."""
+            after = [_bare(t[0]) for t in tokens[i + 1 : i + 4]]
+            if not after or not adjacent(i):
+                return False
+            if after[0] in _ADVERBS:
+                after = after[1:]
+            if after[:1] and after[0] in _PERSON_VERBS:
+                return True
+            if after[:1] not in (["is"], ["was"]):
+                return False
+            if after[1:2] == ["off"]:  # "is off sick", not "is off"
+                after = after[1:]
+            return bool(after[1:2]) and after[1] in _ABSENT or after[1:3] == ["on", "leave"]
+
+        def addressed(i: int) -> bool:
+            """tokens[i] is what one asks, thanks, copies or checks with."""
+            if i == 0 or text[tokens[i - 1][2] : tokens[i][1]].strip():
+                return False
+            if tokens[i - 1][0].endswith("."):  # "… by email. Arr."
+                return False
+            before = _bare(tokens[i - 1][0])
+            if before in _ADDRESSING:
+                return True
+            return i > 1 and f"{_bare(tokens[i - 2][0])} {before}" in _ADDRESSING
+
         def extend(i: int, end: int) -> int:
             """Swallow a trailing "Jr." / "MD" / "PhD" (with or without a comma)."""
             if i + 1 < n and _bare(tokens[i + 1][0]) in _SUFFIXES:
@@ -244,12 +278,10 @@ class NameGazetteerRecognizer(EntityRecognizer):  # type: ignore[misc]
                 i = j + 1
                 continue
             # "Dear Priya," / "Hi Okonkwo,": a greeting, one or two capitalised words, a comma.
-            if (
-                low in _GREETINGS
-                and word[0].isupper()
-                and adjacent(i)
-                and _capitalised(tokens[i + 1][0])
-            ):
+            greeting = (low in _GREETINGS and word[0].isupper()) or (
+                low in _TIMES_OF_DAY and i > 0 and _bare(tokens[i - 1][0]) == "good"
+            )
+            if greeting and adjacent(i) and _capitalised(tokens[i + 1][0]):
                 j = i + 1
                 if adjacent(j) and _capitalised(tokens[j + 1][0]):
                     j += 1
@@ -300,7 +332,39 @@ class NameGazetteerRecognizer(EntityRecognizer):  # type: ignore[misc]
                     spans.append((start, extend(j, tokens[j][2]), 0.6))
                     i = j + 1
                     continue
+            # "Priyanka said …", "ask Lerato to …", "Per Kobayashi, …": one such word where a
+            # person is spoken of or to.
+            if (
+                english
+                and _unfamiliar(word, lists)
+                and (said_by(i) or addressed(i))
+                and not any(s < end and start < e for s, e in places)
+            ):
+                spans.append((start, extend(i, end), 0.6))
             i += 1
+        # "pls add rohit deshpande to …": in a message typed all in lower case, two words side
+        # by side that English does not know, one of them five letters or more ("sso saml"
+        # and other short abbreviations are not names).
+        if english and not any(ch.isupper() for ch in text):
+            for k in range(n - 1):
+                pair = [tokens[k][0].rstrip("."), tokens[k + 1][0].rstrip(".")]
+                if (
+                    adjacent(k)
+                    and not tokens[k][0].endswith(".")
+                    and all(len(w) >= 3 and _unfamiliar(w.capitalize(), lists) for w in pair)
+                    and max(map(len, pair)) >= 5
+                ):
+                    spans.append((tokens[k][1], tokens[k + 1][2], 0.5))
+        # "Regards, Emeka" / "— Iryna" / "/Anders": the one or two words that end a message
+        # after a sign-off, when they could be a name.
+        sign_off = _SIGN_OFF.search(text)
+        if english and sign_off:
+            words = sign_off.group(1).split()
+            if all(
+                _unfamiliar(w, lists) or (_given(w, lists) and _bare(w) not in _CALENDAR)
+                for w in words
+            ):
+                spans.append((sign_off.start(1), sign_off.end(1), 0.6))
         # "my name is kofi annan": whatever follows, up to three non-stop words.
         for match in _NAME_IS.finditer(text):
             words = [t for t in tokens if t[1] >= match.end()][:3]
@@ -361,6 +425,24 @@ class NameGazetteerRecognizer(EntityRecognizer):  # type: ignore[misc]
         return j, 0.75
 
 
+# What only a person does, after a name ("Priyanka said", "Krüger already approved").
+_PERSON_VERBS = frozenset(
+    "said says asked asks mentioned mentions confirmed confirms approved approves signed "
+    "reckons reckoned thinks thought wrote writes told tells replied replies agreed agrees "
+    "flagged promised suggested explained noted emailed phoned messaged joined booked".split()
+)
+_ADVERBS = frozenset("already also just still never really probably".split())
+_ABSENT = frozenset("away sick ill unwell".split())  # not "off", "out": a switch is too
+# What one does to a person, before a name ("ask Lerato", "check with Sujata").
+_ADDRESSING = frozenset(
+    "ask tell ping cc thank remind email per".split()
+    + ["check with", "talk to", "speak to", "speak with", "sync with", "meet with", "reach"]
+)
+_NAME_WORD = r"[^\W\d_]+(?:['’-][^\W\d_]+)*"
+_SIGN_OFF = re.compile(
+    r"(?:(?i:regards|thanks|thank\s+you|cheers|best|sincerely)[,!.]?|(?:^|\s)[—–/-]|\n)"
+    rf"[ \t]*({_NAME_WORD}(?:[ \t]+{_NAME_WORD})?)[ \t]*[.!]?\s*\Z"
+)
 # Words that make a run of capitalised words an organisation ("Northwind Analytics").
 _ORGANISATION_WORDS = frozenset(
     "analytics gmbh ag sa spa srl bv nv oy ab as ltda sarl kg se plc llc inc ltd co corp "
@@ -406,6 +488,33 @@ def _places(nlp_artifacts: Any) -> list[tuple[int, int]]:
     the small model calls many unfamiliar given names one ("Selamawit")."""
     entities = getattr(nlp_artifacts, "entities", None) or []
     return [(e.start_char, e.end_char) for e in entities if e.label_ == "LOCATION"]
+
+
+def _people(nlp_artifacts: Any) -> list[tuple[int, int, float]]:
+    """Character spans spaCy labelled a person."""
+    entities = getattr(nlp_artifacts, "entities", None) or []
+    return [(e.start_char, e.end_char, 0.85) for e in entities if e.label_ == "PERSON"]
+
+
+# Not a comma: "Alex Rivera, Contoso" is a name and a company.
+_LIST_AFTER = re.compile(rf"(?:['’]s)?[ \t]+(?:and|&)[ \t]+({_NAME_WORD})")
+_LIST_BEFORE = re.compile(rf"({_NAME_WORD})(?:['’]s)?[ \t]+(?:and|&)[ \t]+\Z")
+
+
+def _listed_with(
+    text: str, found: list[tuple[int, int, float]], lists: NameLists
+) -> list[tuple[int, int, float]]:
+    """ "Arash and Leila Karimi", "Beatriz's and Rodrigo's": one capitalised word that could
+    be a name, joined by "and" to a name already found, is a name too."""
+    out = []
+    for start, end, _ in found:
+        neighbours = [_LIST_AFTER.match(text, end), _LIST_BEFORE.search(text, 0, start)]
+        for match in filter(None, neighbours):
+            word = match.group(1)
+            given = _given(word, lists) and _capitalised(word) and _bare(word) not in _CALENDAR
+            if given or _unfamiliar(word, lists):
+                out.append((match.start(1), match.end(1), 0.6))
+    return out
 
 
 def _ends_sentence(token: str) -> bool:
