@@ -329,6 +329,7 @@ def _pii_recall(samples: list[tuple[str, list[tuple[str, str]]]], server: Any) -
 # mentioning a person (bench/data/pii/names/README.md). `dev` may be read while developing
 # the recogniser; `judge` is scored as a number only, its texts never printed.
 WRITTEN_NAMES = Path(__file__).parent / "data" / "pii" / "names"
+WRITTEN_SPLITS = ("dev", "judge", "judge2")  # judge2: a second blind split, written later
 
 
 def written_names(split: str) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -393,16 +394,17 @@ def run_pii(benign: list[str], n: int = 300) -> dict[str, Any]:
             "over_redaction_benign": over_redaction(benign),
             **{
                 f"written_names_{split}": _pii_recall(written_names(split), server)
-                for split in ("dev", "judge")
+                for split in WRITTEN_SPLITS
             },
             **{
                 f"written_benign_{split}": person_free_share(written_benign(split))
-                for split in ("dev", "judge")
+                for split in WRITTEN_SPLITS
             },
         }
-    # The judge split is scored, never read: keep its figures, not its texts.
-    result["written_names_judge"]["leaks"] = []
-    result["written_benign_judge"]["found"] = []
+    # The judge splits are scored, never read: keep their figures, not their texts.
+    for split in WRITTEN_SPLITS[1:]:
+        result[f"written_names_{split}"]["leaks"] = []
+        result[f"written_benign_{split}"]["found"] = []
     return result
 
 
@@ -489,6 +491,7 @@ PII_SETS = (
     "other_locale_names",
     "written_names_dev",
     "written_names_judge",
+    "written_names_judge2",
 )
 
 
@@ -516,7 +519,7 @@ def markdown(result: dict[str, Any]) -> str:
         + ", ".join(
             f"{split} {pii[f'written_benign_{split}']['with_person_span']}/"
             f"{pii[f'written_benign_{split}']['texts']}"
-            for split in ("dev", "judge")
+            for split in WRITTEN_SPLITS
         )
         + ".",
         "",
@@ -577,7 +580,7 @@ def main() -> None:
         if result[name]["false_blocks"]:
             print(f"{name} benign blocked:", result[name]["false_blocks"])
     for name in PII_SETS:
-        if name == "written_names_judge":  # scored, never read
+        if name.startswith("written_names_judge"):  # scored, never read
             continue
         if result["pii"][name]["leaks"]:
             print(f"pii {name} leaks:", json.dumps(result["pii"][name]["leaks"], indent=1))
