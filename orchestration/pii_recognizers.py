@@ -15,9 +15,11 @@ are not: two to four capitalised words in Latin letters that an English word lis
 does not hold, or holds only as a person's name, side by side in text that is mostly
 English, that spaCy does not call a place and that no organisation word ("Analytics",
 "GmbH") follows. A single such word is not enough, since product names are made the same
-way, except where only a person fits: before "said" or "is on leave", after "ask" or
-"check with", in a greeting or a sign-off, or joined by "and" to a name already found. In a
-message typed all in lower case, two such words side by side count.
+way, except where only a person fits: before "said", "is on leave" or "is chasing", after
+"ask" or "check with", with a person's things ("Ouma's flight"), "from the … team", in a
+greeting or a sign-off, with a name's honorific suffix ("Takahashi-san"), or joined by "and"
+to a name already found. In a message typed all in lower case, two such words side by side
+count.
 """
 
 from __future__ import annotations
@@ -101,10 +103,13 @@ def street_address_recognizer() -> PatternRecognizer:
 # -- person names --------------------------------------------------------------------------
 _LETTER = r"[^\W\d_]"
 _TOKEN = re.compile(rf"{_LETTER}(?:{_LETTER}|['’])*(?:-{_LETTER}(?:{_LETTER}|['’])*)*\.?")
-# Forms of address and titles before a name: English, then Spanish and Portuguese, French,
-# German ("Herr", "Univ.Prof."), Italian and Dutch.
+# Forms of address and titles before a name: English, then Nigerian, Indian, Arabic, Thai,
+# Ethiopian and Indonesian ("Engr.", "Shri", "Khun", "Ato", "Pak"), Spanish and Portuguese,
+# French, German ("Herr", "Univ.Prof."), Italian and Dutch. Never in capitals: "MS Teams",
+# "DR site" and "PAK" are no forms of address.
 _HONORIFICS = frozenset(
     "mr mrs ms miss mx dr prof sir dame madam mister rev reverend hon pastor fr ing bishop "
+    "engr shri smt alhaji hajia sheikh khun ato mbak pak "
     "sr sra srta don dona dna lic licda lcdo lcda mtro mtra dra arq dom "
     "mme mlle "
     "herr frau univ dipl "
@@ -218,20 +223,31 @@ class NameGazetteerRecognizer(EntityRecognizer):  # type: ignore[misc]
             return j
 
         def said_by(i: int) -> bool:
-            """tokens[i] is followed by something only a person does ("said", "already
-            approved", "is on leave")."""
-            after = [_bare(t[0]) for t in tokens[i + 1 : i + 4]]
+            """tokens[i] is followed by something only a person does or has ("said",
+            "already approved", "is on leave", "is still chasing", "'s laptop", "from the
+            Hanoi team")."""
+            after = [_bare(t[0]) for t in tokens[i + 1 : i + 6]]
             if not after or not adjacent(i):
                 return False
+            if _POSSESSIVE.search(tokens[i][0]):
+                return after[0] in _BELONGINGS
+            if after[:2] == ["from", "the"]:
+                return any(w in _UNITS for w in after[2:5])
             if after[0] in _ADVERBS:
                 after = after[1:]
             if after[:1] and after[0] in _PERSON_VERBS:
                 return True
-            if after[:1] not in (["is"], ["was"]):
+            question = i > 0 and _bare(tokens[i - 1][0]) in {"is", "was"}  # "Is X still …"
+            rest = after if question else after[1:] if after[:1] in (["is"], ["was"]) else None
+            if rest is None:
                 return False
-            if after[1:2] == ["off"]:  # "is off sick", not "is off"
-                after = after[1:]
-            return bool(after[1:2]) and after[1] in _ABSENT or after[1:3] == ["on", "leave"]
+            if rest[:1] and rest[0] in _ADVERBS:
+                rest = rest[1:]
+            if rest[:1] == ["off"]:  # "is off sick", not "is off"
+                rest = rest[1:]
+            return bool(rest) and (
+                rest[0] in _ABSENT | _PERSON_DOING or rest[:2] == ["on", "leave"]
+            )
 
         def addressed(i: int) -> bool:
             """tokens[i] is what one asks, thanks, copies or checks with."""
@@ -266,6 +282,7 @@ class NameGazetteerRecognizer(EntityRecognizer):  # type: ignore[misc]
             if (
                 low in _HONORIFICS
                 and word[0].isupper()
+                and not word.rstrip(".").isupper()
                 and adjacent(h)
                 and _capitalised(tokens[h + 1][0])
             ):
@@ -332,6 +349,11 @@ class NameGazetteerRecognizer(EntityRecognizer):  # type: ignore[misc]
                     spans.append((start, extend(j, tokens[j][2]), 0.6))
                     i = j + 1
                     continue
+            # "Yamamoto-san", "Priya-ji": a name with the honorific suffix its language adds.
+            if english and _SUFFIXED.fullmatch(word) and _unfamiliar(word.split("-")[0], lists):
+                spans.append((start, end, 0.7))
+                i += 1
+                continue
             # "Priyanka said …", "ask Lerato to …", "Per Kobayashi, …": one such word where a
             # person is spoken of or to.
             if (
@@ -432,6 +454,17 @@ _PERSON_VERBS = frozenset(
     "flagged promised suggested explained noted emailed phoned messaged joined booked".split()
 )
 _ADVERBS = frozenset("already also just still never really probably".split())
+_PERSON_DOING = frozenset(
+    "chasing handling covering travelling traveling presenting interviewing visiting".split()
+)
+# What a person has, after a name's possessive ("Ouma's expense claim").
+_BELONGINGS = frozenset(
+    "laptop flight visa manager expense expenses badge desk leave salary payslip onboarding "
+    "birthday contract passport phone".split()
+)
+_UNITS = frozenset("team office department desk".split())  # "Thảo from the Hanoi team"
+_POSSESSIVE = re.compile(r"['’]s$")
+_SUFFIXED = re.compile(r"[^\W\d_]+-(?:san|sama|kun|chan|ji|ssi|nim)(?:['’]s)?")
 _ABSENT = frozenset("away sick ill unwell".split())  # not "off", "out": a switch is too
 # What one does to a person, before a name ("ask Lerato", "check with Sujata").
 _ADDRESSING = frozenset(

@@ -110,6 +110,13 @@ def test_unfamiliar_capitalised_words_that_are_no_name(text):
         ("The rota is done, call me if not — Nyambura", "Nyambura"),
         ("Kwabena and Esi Mensah-Bonsu will present.", "Kwabena Esi Mensah-Bonsu"),
         ("can you add oluwadamilare nwachukwu to the payroll group", "oluwadamilare nwachukwu"),
+        ("Please book Wambui's flight before Friday.", "Wambui"),
+        ("Nakato from the Kampala team sent the figures.", "Nakato"),
+        ("Is Wekesa still handling the renewal?", "Wekesa"),
+        ("Njambi is chasing the broker.", "Njambi"),
+        ("Ask Khun Ploy about the order.", "Ploy"),
+        ("Engr. Bright Lawal signed it.", "Bright Lawal"),
+        ("Takahashi-san approved the budget.", "Takahashi"),
     ],
 )
 def test_one_unfamiliar_word_where_a_person_is_spoken_of_or_to(message, name):
@@ -132,6 +139,8 @@ def test_one_unfamiliar_word_where_a_person_is_spoken_of_or_to(message, name):
         "Explain it like a pirate in the email. Arr.",  # a new sentence, not "email Arr"
         "The close is due — January",  # a month ends the message
         "the sso saml setup for the new payroll portal is broken again since the update",
+        "Quillbox's sync failed overnight again.",  # a possessive without a person's things
+        "Join the MS Teams call, then check the DR Plan.",  # capitals: no form of address
     ],
 )
 def test_one_unfamiliar_word_elsewhere_is_no_name(text):
