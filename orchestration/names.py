@@ -52,7 +52,13 @@ def bare(token: str) -> str:
 
 def may_start_lower_case_name(word: str) -> bool:
     """Whether a lower-case word could begin a person's name the PII recogniser finds in
-    lower case ("john" in "john smith"): a first name that is not also an ordinary word."""
+    lower case: a first name that is not also an ordinary word ("john" in "john smith"), or
+    a word of three letters or more that English does not know ("rohit" in "rohit
+    deshpande")."""
     low = bare(word)
     lists = name_lists()
-    return low in lists.first and low not in lists.ambiguous_first and low not in lists.stop
+    if low in lists.stop:
+        return False
+    if low in lists.first and low not in lists.ambiguous_first:
+        return True
+    return len(word) >= 3 and word.isalpha() and word.lower() not in lists.english_words

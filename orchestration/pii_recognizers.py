@@ -367,7 +367,8 @@ class NameGazetteerRecognizer(EntityRecognizer):  # type: ignore[misc]
         # "pls add rohit deshpande to …": in a message typed all in lower case, two words side
         # by side that English does not know, one of them five letters or more ("sso saml"
         # and other short abbreviations are not names).
-        if english and not any(ch.isupper() for ch in text):
+        # The pair itself does not count against the text being English.
+        if not any(ch.isupper() for ch in text):
             for k in range(n - 1):
                 pair = [tokens[k][0].rstrip("."), tokens[k + 1][0].rstrip(".")]
                 if (
@@ -375,6 +376,7 @@ class NameGazetteerRecognizer(EntityRecognizer):  # type: ignore[misc]
                     and not tokens[k][0].endswith(".")
                     and all(len(w) >= 3 and _unfamiliar(w.capitalize(), lists) for w in pair)
                     and max(map(len, pair)) >= 5
+                    and _english(text, lists, ignore=frozenset(pair))
                 ):
                     spans.append((tokens[k][1], tokens[k + 1][2], 0.5))
         # "Regards, Emeka" / "— Iryna" / "/Anders": the one or two words that end a message
@@ -506,12 +508,12 @@ def _unfamiliar(token: str, lists: NameLists) -> bool:
     return True
 
 
-def _english(text: str, lists: NameLists) -> bool:
-    """Whether most of the text's lower-case words are English: only then does a word
-    missing from an English word list say anything (German capitalises every noun).
-    Words are what blanks separate, so an e-mail address's parts do not count."""
+def _english(text: str, lists: NameLists, ignore: frozenset[str] = frozenset()) -> bool:
+    """Whether most of the text's lower-case words (but those in `ignore`) are English: only
+    then does a word missing from an English word list say anything (German capitalises every
+    noun). Words are what blanks separate, so an e-mail address's parts do not count."""
     words = (raw.strip(_PUNCTUATION) for raw in text.split())
-    lower = [w for w in words if w.isalpha() and w.islower()]
+    lower = [w for w in words if w.isalpha() and w.islower() and w not in ignore]
     known = sum(1 for w in lower if w in lists.english_words or w in lists.stop)
     return bool(lower) and known >= 0.75 * len(lower)
 

@@ -204,10 +204,17 @@ def test_lower_case_person_name_is_held_on_the_fast_path_and_redacted():
     assert guard.redactions == {"PERSON": 1}
 
 
-@pytest.mark.parametrize("text", ["my name is kofi annan.", "talk to john smith today.\n"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my name is kofi annan.",
+        "talk to john smith today.\n",
+        "please ask oluwadamilare nwachukwu about it.",  # names no US list holds
+    ],
+)
 def test_lower_case_names_never_reach_the_stream_unredacted(text):
     out = _run(_guard(permitted=""), text, step=3)
-    for word in ("kofi", "annan", "john", "smith"):
+    for word in ("kofi", "annan", "john", "smith", "oluwadamilare", "nwachukwu"):
         assert word not in out
 
 
