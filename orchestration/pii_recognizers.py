@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from typing import Any
 
 from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
@@ -157,6 +158,10 @@ def _capitalised(token: str) -> bool:
     return word[1:].islower() or "-" in word or any(c.isupper() for c in word[2:])
 
 
+Token = tuple[str, int, int]  # a word, its start and end
+Span = tuple[int, int, float]  # start, end, score
+
+
 class NameGazetteerRecognizer(EntityRecognizer):  # type: ignore[misc]
     """PERSON from name lists and the words around a name (see the module docstring)."""
 
@@ -170,11 +175,17 @@ class NameGazetteerRecognizer(EntityRecognizer):  # type: ignore[misc]
         if "PERSON" not in entities:
             return []
         lists = name_lists()
-        tokens = [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
-        results: list[RecognizerResult] = []
-        spans = self._spans(text, tokens, lists, _places(nlp_artifacts))
-        if _english(text, lists):
+        message = _Message(
+            text,
+            [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)],
+            lists,
+            english=_english(text, lists),
+            places=_places(nlp_artifacts),
+        )
+        spans = _name_spans(message)
+        if message.english:
             spans += _listed_with(text, spans + _people(nlp_artifacts), lists)
+        results: list[RecognizerResult] = []
         for start, end, score in spans:
             degree = _DOTTED_DEGREE.match(text, end)
             if degree:
@@ -186,267 +197,323 @@ class NameGazetteerRecognizer(EntityRecognizer):  # type: ignore[misc]
             results.append(RecognizerResult("PERSON", start, end, score))
         return results
 
-    def _spans(
-        self,
-        text: str,
-        tokens: list[tuple[str, int, int]],
-        lists: NameLists,
-        places: list[tuple[int, int]],
-    ) -> list[tuple[int, int, float]]:
-        spans: list[tuple[int, int, float]] = []
-        n = len(tokens)
-        english = _english(text, lists)
 
-        def adjacent(i: int) -> bool:
-            """tokens[i] and tokens[i + 1] are separated by blanks only."""
-            return i + 1 < n and not text[tokens[i][2] : tokens[i + 1][1]].strip()
+@dataclass(frozen=True, slots=True)
+class _Message:
+    """One message's words, and what the name rules ask about them."""
 
-        def further_parts(j: int, *, limit: int) -> int:
-            """From a name's part at `j`, the index of its last part: the capitalised words
-            after it that are surnames or unfamiliar to English, with up to two particles
-            before one ("de la Guibert"), up to the token at `limit`."""
-            while j < limit and adjacent(j) and not _ends_sentence(tokens[j][0]):
-                k = j + 1
-                while k < n - 1 and k - j <= 2 and _bare(tokens[k][0]) in _PARTICLES:
-                    if not adjacent(k):
-                        break
-                    k += 1
-                word = tokens[k][0]
-                known_surname = (
-                    _capitalised(word)
-                    and _surname(word, lists)
-                    and _bare(word) not in lists.ambiguous_last
-                )
-                if not (known_surname or _unfamiliar(word, lists)):
+    text: str
+    tokens: list[Token]
+    lists: NameLists
+    english: bool  # most of its lower-case words are English (`_english`)
+    places: list[tuple[int, int]]  # what spaCy calls a place
+
+    def word(self, i: int) -> str:
+        return self.tokens[i][0]
+
+    def adjacent(self, i: int) -> bool:
+        """tokens[i] and tokens[i + 1] are separated by blanks only."""
+        n = len(self.tokens)
+        return i + 1 < n and not self.text[self.tokens[i][2] : self.tokens[i + 1][1]].strip()
+
+    def in_place(self, start: int, end: int) -> bool:
+        return any(s < end and start < e for s, e in self.places)
+
+    def extend(self, i: int, end: int) -> int:
+        """Swallow a trailing "Jr." / "MD" / "PhD" (with or without a comma)."""
+        if i + 1 < len(self.tokens) and _bare(self.word(i + 1)) in _SUFFIXES:
+            gap = self.text[self.tokens[i][2] : self.tokens[i + 1][1]]
+            if gap.strip() in {"", ","}:
+                return self.tokens[i + 1][2]
+        return end
+
+    def further_parts(self, j: int, *, limit: int) -> int:
+        """From a name's part at `j`, the index of its last part: the capitalised words
+        after it that are surnames or unfamiliar to English, with up to two particles
+        before one ("de la Guibert"), up to the token at `limit`."""
+        n, lists = len(self.tokens), self.lists
+        while j < limit and self.adjacent(j) and not _ends_sentence(self.word(j)):
+            k = j + 1
+            while k < n - 1 and k - j <= 2 and _bare(self.word(k)) in _PARTICLES:
+                if not self.adjacent(k):
                     break
-                j = k
-            return j
-
-        def said_by(i: int) -> bool:
-            """tokens[i] is followed by something only a person does or has ("said",
-            "already approved", "is on leave", "is still chasing", "'s laptop", "from the
-            Hanoi team")."""
-            after = [_bare(t[0]) for t in tokens[i + 1 : i + 6]]
-            if not after or not adjacent(i):
-                return False
-            if _POSSESSIVE.search(tokens[i][0]):
-                return after[0] in _BELONGINGS
-            if after[:2] == ["from", "the"]:
-                return any(w in _UNITS for w in after[2:5])
-            if after[0] in _ADVERBS:
-                after = after[1:]
-            if after[:1] and after[0] in _PERSON_VERBS:
-                return True
-            question = i > 0 and _bare(tokens[i - 1][0]) in {"is", "was"}  # "Is X still …"
-            rest = after if question else after[1:] if after[:1] in (["is"], ["was"]) else None
-            if rest is None:
-                return False
-            if rest[:1] and rest[0] in _ADVERBS:
-                rest = rest[1:]
-            if rest[:1] == ["off"]:  # "is off sick", not "is off"
-                rest = rest[1:]
-            return bool(rest) and (
-                rest[0] in _ABSENT | _PERSON_DOING or rest[:2] == ["on", "leave"]
+                k += 1
+            word = self.word(k)
+            known_surname = (
+                _capitalised(word)
+                and _surname(word, lists)
+                and _bare(word) not in lists.ambiguous_last
             )
-
-        def addressed(i: int) -> bool:
-            """tokens[i] is what one asks, thanks, copies or checks with."""
-            if i == 0 or text[tokens[i - 1][2] : tokens[i][1]].strip():
-                return False
-            if tokens[i - 1][0].endswith("."):  # "… by email. Arr."
-                return False
-            before = _bare(tokens[i - 1][0])
-            if before in _ADDRESSING:
-                return True
-            return i > 1 and f"{_bare(tokens[i - 2][0])} {before}" in _ADDRESSING
-
-        def extend(i: int, end: int) -> int:
-            """Swallow a trailing "Jr." / "MD" / "PhD" (with or without a comma)."""
-            if i + 1 < n and _bare(tokens[i + 1][0]) in _SUFFIXES:
-                gap = text[tokens[i][2] : tokens[i + 1][1]]
-                if gap.strip() in {"", ","}:
-                    return tokens[i + 1][2]
-            return end
-
-        i = 0
-        while i < n:
-            word, start, end = tokens[i]
-            low = _bare(word)
-            # "Mr. Okonkwo", "Dr Ana María Pérez": an honorific and the capitalised words after it;
-            # a German compound title is one ("Dipl.-Ing. Jutta Kühn", "Dr.-Ing.").
-            h = i
-            while low in _HONORIFICS and h + 1 < n and text[tokens[h][2] : tokens[h + 1][1]] == "-":
-                if not tokens[h + 1][0].endswith("."):
-                    break
-                h += 1
-            if (
-                low in _HONORIFICS
-                and word[0].isupper()
-                and not word.rstrip(".").isupper()
-                and adjacent(h)
-                and _capitalised(tokens[h + 1][0])
-            ):
-                j = h + 1
-                while j + 1 < n and j - h < 3 and adjacent(j) and _capitalised(tokens[j + 1][0]):
-                    if _bare(tokens[j + 1][0]) in lists.stop:
-                        break
-                    j += 1
-                spans.append((start, extend(j, tokens[j][2]), 0.85))
-                i = j + 1
-                continue
-            # "Dear Priya," / "Hi Okonkwo,": a greeting, one or two capitalised words, a comma.
-            greeting = (low in _GREETINGS and word[0].isupper()) or (
-                low in _TIMES_OF_DAY and i > 0 and _bare(tokens[i - 1][0]) == "good"
-            )
-            if greeting and adjacent(i) and _capitalised(tokens[i + 1][0]):
-                j = i + 1
-                if adjacent(j) and _capitalised(tokens[j + 1][0]):
-                    j += 1
-                after = text[tokens[j][2] : tokens[j][2] + 1]
-                addressee = {_bare(tokens[k][0]) for k in range(i + 1, j + 1)}
-                if after in {",", "!", ":", "\n", ""} and not addressee & (
-                    lists.stop | _NOT_ADDRESSEES
-                ):
-                    spans.append((tokens[i + 1][1], tokens[j][2], 0.7))
-                    i = j + 1
-                    continue
-            # Gazetteer: first name [middle name or initial] surname.
-            if _given(word, lists) and adjacent(i):
-                found = self._pair(tokens, i, lists, adjacent)
-                if found is not None:
-                    j, score = found
-                    spans.append((start, extend(j, tokens[j][2]), score))
-                    i = j + 1
-                    continue
-            # "Ranveer Dutt": an unknown capitalised word mid-sentence, then a surname that is
-            # not also an English word (and any further parts: "Pascual Hugo Alba").
-            if (
-                adjacent(i)
-                and not _ends_sentence(word)
-                and _capitalised(word)
-                and low not in lists.stop
-                and low not in lists.ambiguous_last
-                and not _sentence_start(text, start)
-                and _capitalised(tokens[i + 1][0])
-                and _bare(tokens[i + 1][0]) in lists.last
-                and _bare(tokens[i + 1][0]) not in lists.ambiguous_last
-                and _bare(tokens[i + 1][0]) not in _CALENDAR
-            ):
-                j = further_parts(i + 1, limit=i + 3)
-                spans.append((start, extend(j, tokens[j][2]), 0.6))
-                i = j + 1
-                continue
-            # "Njeru Wandera", "Adèle de la Guibert": two to four capitalised words that
-            # English knows only as people's names, if at all, and that spaCy does not call a
-            # place; not in text that is mostly not English.
-            if english and _unfamiliar(word, lists) and adjacent(i) and not _ends_sentence(word):
-                j = further_parts(i, limit=i + 3)
-                if (
-                    j > i
-                    and not any(s < tokens[j][2] and start < e for s, e in places)
-                    and not any(_bare(t[0]) in _ORGANISATION_WORDS for t in tokens[i : j + 2])
-                ):
-                    spans.append((start, extend(j, tokens[j][2]), 0.6))
-                    i = j + 1
-                    continue
-            # "Yamamoto-san", "Priya-ji": a name with the honorific suffix its language adds.
-            if english and _SUFFIXED.fullmatch(word) and _unfamiliar(word.split("-")[0], lists):
-                spans.append((start, end, 0.7))
-                i += 1
-                continue
-            # "Priyanka said …", "ask Lerato to …", "Per Kobayashi, …": one such word where a
-            # person is spoken of or to.
-            if (
-                english
-                and _unfamiliar(word, lists)
-                and (said_by(i) or addressed(i))
-                and not any(s < end and start < e for s, e in places)
-            ):
-                spans.append((start, extend(i, end), 0.6))
-            i += 1
-        # "pls add rohit deshpande to …": in a message typed all in lower case, two words side
-        # by side that English does not know, one of them five letters or more ("sso saml"
-        # and other short abbreviations are not names).
-        # The pair itself does not count against the text being English.
-        if not any(ch.isupper() for ch in text):
-            for k in range(n - 1):
-                pair = [tokens[k][0].rstrip("."), tokens[k + 1][0].rstrip(".")]
-                if (
-                    adjacent(k)
-                    and not tokens[k][0].endswith(".")
-                    and all(len(w) >= 3 and _unfamiliar(w.capitalize(), lists) for w in pair)
-                    and max(map(len, pair)) >= 5
-                    and _english(text, lists, ignore=frozenset(pair))
-                ):
-                    spans.append((tokens[k][1], tokens[k + 1][2], 0.5))
-        # "Regards, Emeka" / "— Iryna" / "/Anders": the one or two words that end a message
-        # after a sign-off, when they could be a name.
-        sign_off = _SIGN_OFF.search(text)
-        if english and sign_off:
-            words = sign_off.group(1).split()
-            if all(
-                _unfamiliar(w, lists) or (_given(w, lists) and _bare(w) not in _CALENDAR)
-                for w in words
-            ):
-                spans.append((sign_off.start(1), sign_off.end(1), 0.6))
-        # "my name is kofi annan": whatever follows, up to three non-stop words.
-        for match in _NAME_IS.finditer(text):
-            words = [t for t in tokens if t[1] >= match.end()][:3]
-            taken: list[tuple[str, int, int]] = []
-            for word, s, e in words:
-                if _bare(word) in lists.stop or (taken and text[taken[-1][2] : s].strip()):
-                    break
-                taken.append((word, s, e))
-            if taken:
-                spans.append((taken[0][1], taken[-1][2], 0.8))
-        return spans
-
-    @staticmethod
-    def _pair(
-        tokens: list[tuple[str, int, int]], i: int, lists: NameLists, adjacent: Any
-    ) -> tuple[int, float] | None:
-        """From a first name at `i`: the index of the name's last token, and a score."""
-        first, nxt = tokens[i][0], tokens[i + 1][0]
-        if first.islower():
-            if (
-                nxt.islower()
-                and _bare(first) not in lists.ambiguous_first
-                and _surname(nxt, lists)
-                and not nxt.endswith(".")
-            ):
-                return i + 1, 0.6
-            return None
-        if not _capitalised(first):
-            return None
-        # The run of capitalised words (and particles before one) after the first name.
-        j = i
-        while (
-            j + 1 < len(tokens) and j - i < 4 and adjacent(j) and not _ends_sentence(tokens[j][0])
-        ):
-            word = tokens[j + 1][0]
-            low = _bare(word)
-            if _capitalised(word) and low not in lists.stop:
-                j += 1
-            elif (
-                low in _PARTICLES
-                and j + 2 < len(tokens)
-                and adjacent(j + 1)
-                and _capitalised(tokens[j + 2][0])
-            ):
-                j += 2
-            elif len(word.rstrip(".")) == 1 and word[0].isupper():  # a middle initial
-                j += 1
-            else:
+            if not (known_surname or _unfamiliar(word, lists)):
                 break
-        if j == i:
-            return None
-        # A first name that is also a word ("May", "Grace") needs a known surname after it,
-        # or one that English does not know ("Grace Adetokunbo").
-        if _bare(first) in lists.ambiguous_first and not (
-            _surname(tokens[i + 1][0], lists) or _unfamiliar(tokens[i + 1][0], lists)
+            j = k
+        return j
+
+    def said_by(self, i: int) -> bool:
+        """tokens[i] is followed by something only a person does or has ("said", "already
+        approved", "is on leave", "is still chasing", "'s laptop", "from the Hanoi team")."""
+        after = [_bare(t[0]) for t in self.tokens[i + 1 : i + 6]]
+        if not after or not self.adjacent(i):
+            return False
+        if _POSSESSIVE.search(self.word(i)):
+            return after[0] in _BELONGINGS
+        if after[:2] == ["from", "the"]:
+            return any(w in _UNITS for w in after[2:5])
+        if after[0] in _ADVERBS:
+            after = after[1:]
+        if after[:1] and after[0] in _PERSON_VERBS:
+            return True
+        question = i > 0 and _bare(self.word(i - 1)) in {"is", "was"}  # "Is X still …"
+        rest = after if question else after[1:] if after[:1] in (["is"], ["was"]) else None
+        if rest is None:
+            return False
+        if rest[:1] and rest[0] in _ADVERBS:
+            rest = rest[1:]
+        if rest[:1] == ["off"]:  # "is off sick", not "is off"
+            rest = rest[1:]
+        return bool(rest) and (rest[0] in _ABSENT | _PERSON_DOING or rest[:2] == ["on", "leave"])
+
+    def addressed(self, i: int) -> bool:
+        """tokens[i] is what one asks, thanks, copies or checks with."""
+        if i == 0 or self.text[self.tokens[i - 1][2] : self.tokens[i][1]].strip():
+            return False
+        if self.word(i - 1).endswith("."):  # "… by email. Arr."
+            return False
+        before = _bare(self.word(i - 1))
+        if before in _ADDRESSING:
+            return True
+        return i > 1 and f"{_bare(self.word(i - 2))} {before}" in _ADDRESSING
+
+
+def _name_spans(m: _Message) -> list[Span]:
+    """Every rule's names: the rules that read word by word (the first that matches at a
+    word takes it and the words of the name), then those that read the whole message."""
+    spans: list[Span] = []
+    i = 0
+    while i < len(m.tokens):
+        for rule in _WORD_RULES:
+            found = rule(m, i)
+            if found is not None:
+                span, i = found
+                spans.append(span)
+                break
+        else:
+            i += 1
+    return spans + _lower_case_pairs(m) + _signed_off(m) + _named(m)
+
+
+def _honorific(m: _Message, i: int) -> tuple[Span, int] | None:
+    """ "Mr. Okonkwo", "Dr Ana María Pérez": an honorific and the capitalised words after it;
+    a German compound title is one ("Dipl.-Ing. Jutta Kühn", "Dr.-Ing.")."""
+    word, start, _ = m.tokens[i]
+    low, n = _bare(word), len(m.tokens)
+    if low not in _HONORIFICS or not word[0].isupper() or word.rstrip(".").isupper():
+        return None
+    h = i
+    while h + 1 < n and m.text[m.tokens[h][2] : m.tokens[h + 1][1]] == "-":
+        if not m.word(h + 1).endswith("."):
+            break
+        h += 1
+    if not (m.adjacent(h) and _capitalised(m.word(h + 1))):
+        return None
+    j = h + 1
+    while j + 1 < n and j - h < 3 and m.adjacent(j) and _capitalised(m.word(j + 1)):
+        if _bare(m.word(j + 1)) in m.lists.stop:
+            break
+        j += 1
+    return (start, m.extend(j, m.tokens[j][2]), 0.85), j + 1
+
+
+def _greeting(m: _Message, i: int) -> tuple[Span, int] | None:
+    """ "Dear Priya," / "Hi Okonkwo," / "Good morning Emeka,": a greeting, one or two
+    capitalised words, a comma."""
+    word, low = m.word(i), _bare(m.word(i))
+    greeting = (low in _GREETINGS and word[0].isupper()) or (
+        low in _TIMES_OF_DAY and i > 0 and _bare(m.word(i - 1)) == "good"
+    )
+    if not (greeting and m.adjacent(i) and _capitalised(m.word(i + 1))):
+        return None
+    j = i + 1
+    if m.adjacent(j) and _capitalised(m.word(j + 1)):
+        j += 1
+    after = m.text[m.tokens[j][2] : m.tokens[j][2] + 1]
+    addressee = {_bare(m.word(k)) for k in range(i + 1, j + 1)}
+    if after not in {",", "!", ":", "\n", ""} or addressee & (m.lists.stop | _NOT_ADDRESSEES):
+        return None
+    return (m.tokens[i + 1][1], m.tokens[j][2], 0.7), j + 1
+
+
+def _gazetteer(m: _Message, i: int) -> tuple[Span, int] | None:
+    """First name [middle name or initial] surname, from the lists."""
+    if not (_given(m.word(i), m.lists) and m.adjacent(i)):
+        return None
+    found = _pair(m, i)
+    if found is None:
+        return None
+    j, score = found
+    return (m.tokens[i][1], m.extend(j, m.tokens[j][2]), score), j + 1
+
+
+def _pair(m: _Message, i: int) -> tuple[int, float] | None:
+    """From a first name at `i`: the index of the name's last token, and a score."""
+    lists, n = m.lists, len(m.tokens)
+    first, nxt = m.word(i), m.word(i + 1)
+    if first.islower():
+        if (
+            nxt.islower()
+            and _bare(first) not in lists.ambiguous_first
+            and _surname(nxt, lists)
+            and not nxt.endswith(".")
         ):
-            return None
-        return j, 0.75
+            return i + 1, 0.6
+        return None
+    if not _capitalised(first):
+        return None
+    # The run of capitalised words (and particles before one) after the first name.
+    j = i
+    while j + 1 < n and j - i < 4 and m.adjacent(j) and not _ends_sentence(m.word(j)):
+        word = m.word(j + 1)
+        low = _bare(word)
+        if _capitalised(word) and low not in lists.stop:
+            j += 1
+        elif low in _PARTICLES and j + 2 < n and m.adjacent(j + 1) and _capitalised(m.word(j + 2)):
+            j += 2
+        elif len(word.rstrip(".")) == 1 and word[0].isupper():  # a middle initial
+            j += 1
+        else:
+            break
+    if j == i:
+        return None
+    # A first name that is also a word ("May", "Grace") needs a known surname after it,
+    # or one that English does not know ("Grace Adetokunbo").
+    if _bare(first) in lists.ambiguous_first and not (
+        _surname(nxt, lists) or _unfamiliar(nxt, lists)
+    ):
+        return None
+    return j, 0.75
+
+
+def _surname_after_unknown(m: _Message, i: int) -> tuple[Span, int] | None:
+    """ "Ranveer Dutt": an unknown capitalised word mid-sentence, then a surname that is not
+    also an English word (and any further parts: "Pascual Hugo Alba")."""
+    word, start, _ = m.tokens[i]
+    low, lists = _bare(word), m.lists
+    if not (
+        m.adjacent(i)
+        and not _ends_sentence(word)
+        and _capitalised(word)
+        and low not in lists.stop
+        and low not in lists.ambiguous_last
+        and not _sentence_start(m.text, start)
+    ):
+        return None
+    nxt = m.word(i + 1)
+    if not (
+        _capitalised(nxt)
+        and _bare(nxt) in lists.last
+        and _bare(nxt) not in lists.ambiguous_last
+        and _bare(nxt) not in _CALENDAR
+    ):
+        return None
+    j = m.further_parts(i + 1, limit=i + 3)
+    return (start, m.extend(j, m.tokens[j][2]), 0.6), j + 1
+
+
+def _unfamiliar_run(m: _Message, i: int) -> tuple[Span, int] | None:
+    """ "Njeru Wandera", "Adèle de la Guibert": two to four capitalised words that English
+    knows only as people's names, if at all, and that spaCy does not call a place; not in
+    text that is mostly not English, nor an organisation ("Northwind Analytics")."""
+    word, start, _ = m.tokens[i]
+    if not (m.english and _unfamiliar(word, m.lists) and m.adjacent(i)):
+        return None
+    if _ends_sentence(word):
+        return None
+    j = m.further_parts(i, limit=i + 3)
+    if j == i or m.in_place(start, m.tokens[j][2]):
+        return None
+    if any(_bare(t[0]) in _ORGANISATION_WORDS for t in m.tokens[i : j + 2]):
+        return None
+    return (start, m.extend(j, m.tokens[j][2]), 0.6), j + 1
+
+
+def _suffixed(m: _Message, i: int) -> tuple[Span, int] | None:
+    """ "Yamamoto-san", "Priya-ji": a name with the honorific suffix its language adds."""
+    word, start, end = m.tokens[i]
+    if m.english and _SUFFIXED.fullmatch(word) and _unfamiliar(word.split("-")[0], m.lists):
+        return (start, end, 0.7), i + 1
+    return None
+
+
+def _spoken_of(m: _Message, i: int) -> tuple[Span, int] | None:
+    """ "Priyanka said …", "ask Lerato to …", "Per Kobayashi, …": one unfamiliar word where
+    a person is spoken of or to."""
+    word, start, end = m.tokens[i]
+    if not (m.english and _unfamiliar(word, m.lists)):
+        return None
+    if not (m.said_by(i) or m.addressed(i)) or m.in_place(start, end):
+        return None
+    return (start, m.extend(i, end), 0.6), i + 1
+
+
+_WORD_RULES = (
+    _honorific,
+    _greeting,
+    _gazetteer,
+    _surname_after_unknown,
+    _unfamiliar_run,
+    _suffixed,
+    _spoken_of,
+)
+
+
+def _lower_case_pairs(m: _Message) -> list[Span]:
+    """ "pls add rohit deshpande to …": in a message typed all in lower case, two words side
+    by side that English does not know, one of them five letters or more ("sso saml" and
+    other short abbreviations are not names). The pair itself does not count against the
+    message being English."""
+    if any(ch.isupper() for ch in m.text):
+        return []
+    spans: list[Span] = []
+    for k in range(len(m.tokens) - 1):
+        pair = [m.word(k).rstrip("."), m.word(k + 1).rstrip(".")]
+        if (
+            m.adjacent(k)
+            and not m.word(k).endswith(".")
+            and all(len(w) >= 3 and _unfamiliar(w.capitalize(), m.lists) for w in pair)
+            and max(map(len, pair)) >= 5
+            and _english(m.text, m.lists, ignore=frozenset(pair))
+        ):
+            spans.append((m.tokens[k][1], m.tokens[k + 1][2], 0.5))
+    return spans
+
+
+def _signed_off(m: _Message) -> list[Span]:
+    """ "Regards, Emeka" / "— Iryna" / "/Anders": the one or two words that end a message
+    after a sign-off, when they could be a name."""
+    sign_off = _SIGN_OFF.search(m.text)
+    if not (m.english and sign_off):
+        return []
+    words = sign_off.group(1).split()
+    if all(
+        _unfamiliar(w, m.lists) or (_given(w, m.lists) and _bare(w) not in _CALENDAR) for w in words
+    ):
+        return [(sign_off.start(1), sign_off.end(1), 0.6)]
+    return []
+
+
+def _named(m: _Message) -> list[Span]:
+    """ "my name is kofi annan": whatever follows, up to three non-stop words."""
+    spans: list[Span] = []
+    for match in _NAME_IS.finditer(m.text):
+        words = [t for t in m.tokens if t[1] >= match.end()][:3]
+        taken: list[Token] = []
+        for word, s, e in words:
+            if _bare(word) in m.lists.stop or (taken and m.text[taken[-1][2] : s].strip()):
+                break
+            taken.append((word, s, e))
+        if taken:
+            spans.append((taken[0][1], taken[-1][2], 0.8))
+    return spans
 
 
 # What only a person does, after a name ("Priyanka said", "Krüger already approved").
@@ -525,7 +592,7 @@ def _places(nlp_artifacts: Any) -> list[tuple[int, int]]:
     return [(e.start_char, e.end_char) for e in entities if e.label_ == "LOCATION"]
 
 
-def _people(nlp_artifacts: Any) -> list[tuple[int, int, float]]:
+def _people(nlp_artifacts: Any) -> list[Span]:
     """Character spans spaCy labelled a person."""
     entities = getattr(nlp_artifacts, "entities", None) or []
     return [(e.start_char, e.end_char, 0.85) for e in entities if e.label_ == "PERSON"]
@@ -536,9 +603,7 @@ _LIST_AFTER = re.compile(rf"(?:['’]s)?[ \t]+(?:and|&)[ \t]+({_NAME_WORD})")
 _LIST_BEFORE = re.compile(rf"({_NAME_WORD})(?:['’]s)?[ \t]+(?:and|&)[ \t]+\Z")
 
 
-def _listed_with(
-    text: str, found: list[tuple[int, int, float]], lists: NameLists
-) -> list[tuple[int, int, float]]:
+def _listed_with(text: str, found: list[Span], lists: NameLists) -> list[Span]:
     """ "Arash and Leila Karimi", "Beatriz's and Rodrigo's": one capitalised word that could
     be a name, joined by "and" to a name already found, is a name too."""
     out = []
