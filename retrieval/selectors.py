@@ -114,7 +114,10 @@ def _visible_chunks(principal: Principal) -> QuerySet[Chunk]:
 
 
 # The two search settings are values for a corpus of REFERENCE_CHUNKS; larger corpora
-# scale them by (chunks / REFERENCE_CHUNKS) ** growth, from the table statistics.
+# scale them by (size / REFERENCE_CHUNKS) ** growth, from the table statistics. The size is
+# what each setting is about: chunks for the exact threshold, which is compared with an
+# estimate of visible chunks; passages for ef_search, since the graph holds one node per
+# distinct text (where texts repeat, fewer than the chunks).
 # - The exact threshold grows with the square root. Exact search costs about the same per
 #   visible row at any size, while a filtered graph scan visits about (corpus / visible)
 #   rows per row it keeps, so the two cross near sqrt(corpus): 5,000 visible chunks at
@@ -129,6 +132,10 @@ EF_SEARCH_GROWTH = 0.574
 _CORPUS_SCALE = (
     "greatest(1.0, (SELECT reltuples FROM pg_class"
     " WHERE oid = 'retrieval_chunk'::regclass) / %(reference)s)"
+)
+_GRAPH_SCALE = (
+    "greatest(1.0, (SELECT reltuples FROM pg_class"
+    " WHERE oid = 'retrieval_passage'::regclass) / %(reference)s)"
 )
 _ESTIMATE = (  # the statement of `_estimate`
     "WITH stats AS ("  # noqa: S608 - built from constants only
@@ -263,7 +270,7 @@ _PLANNER_KNOBS = ("enable_seqscan", "enable_bitmapscan", "enable_sort")
 _GRAPH_SETTINGS = (
     "SELECT set_config('hnsw.iterative_scan', %(iterative)s, true),"
     " set_config('hnsw.ef_search', least(%(max)s, greatest(%(wanted)s,"
-    f" round(%(base)s * power({_CORPUS_SCALE}, %(growth)s))))::int::text, true), "
+    f" round(%(base)s * power({_GRAPH_SCALE}, %(growth)s))))::int::text, true), "
     + ", ".join(f"current_setting('{knob}')" for knob in _PLANNER_KNOBS)
     + ", "
     + ", ".join(f"set_config('{knob}', 'off', true)" for knob in _PLANNER_KNOBS)

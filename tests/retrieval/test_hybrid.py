@@ -187,9 +187,9 @@ def test_the_graph_leg_runs_on_the_hnsw_index_whatever_the_planner_would_pick(pr
 def test_the_exact_threshold_and_ef_search_grow_with_the_corpus(
     demo, principal_of, settings, monkeypatch
 ):
-    """Both settings are values for REFERENCE_CHUNKS chunks. On a corpus four times that
-    size the exact threshold doubles (square root) and ef_search grows 4 ** EF_SEARCH_GROWTH
-    times."""
+    """Both settings are values for REFERENCE_CHUNKS chunks (ef_search: passages, which
+    here are as many). On a corpus four times that size the exact threshold doubles (square
+    root) and ef_search grows 4 ** EF_SEARCH_GROWTH times."""
     from django.db import connection
 
     from retrieval import selectors
@@ -197,11 +197,14 @@ def test_the_exact_threshold_and_ef_search_grow_with_the_corpus(
     from tests.db_roles import owner_role
 
     with owner_role(), connection.cursor() as cursor:  # the statistics the scaling reads
-        cursor.execute("ANALYZE retrieval_chunk, retrieval_document")
+        cursor.execute("ANALYZE retrieval_chunk, retrieval_passage, retrieval_document")
     with connection.cursor() as cursor:
-        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = 'retrieval_chunk'::regclass")
-        (chunks,) = cursor.fetchone()
-    assert chunks > 0
+        cursor.execute(
+            "SELECT (SELECT reltuples FROM pg_class WHERE oid = 'retrieval_chunk'::regclass),"
+            " (SELECT reltuples FROM pg_class WHERE oid = 'retrieval_passage'::regclass)"
+        )
+        chunks, passages = cursor.fetchone()
+    assert chunks == passages > 0  # no text repeats in the demo corpus
     bob = principal_of("bob")
 
     def plan_and_ef_search() -> tuple[str, int]:

@@ -267,3 +267,31 @@ def test_two_documents_indexed_at_once_both_reach_their_shared_passage(monkeypat
     ).values_list("access", flat=True)
     assert f"u{erin.pk}@{int(Tier.INTERNAL)}" in passage
     assert f"u{finn.pk}@{int(Tier.INTERNAL)}" in passage
+
+
+@pytest.mark.django_db(transaction=True)  # the owner's ANALYZE needs committed rows
+def test_ef_search_scales_with_the_passages_the_graph_holds(principal_of, settings, monkeypatch):
+    """The graph has a node per distinct text, so ef_search grows with the passage count,
+    not the chunk count: four copies of a document add chunks but no graph nodes."""
+    from retrieval import selectors
+    from tests.db_roles import owner_role
+
+    make_user("erin", clearance=Tier.INTERNAL)
+    for n in range(4):
+        _indexed(f"Copy {n}", SHARED + SECTIONS, Tier.PUBLIC, all_authenticated=True)
+    with owner_role(), connection.cursor() as cursor:  # the statistics the scaling reads
+        cursor.execute("ANALYZE retrieval_chunk, retrieval_passage, retrieval_document")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (SELECT reltuples FROM pg_class WHERE oid = 'retrieval_chunk'::regclass),"
+            " (SELECT reltuples FROM pg_class WHERE oid = 'retrieval_passage'::regclass)"
+        )
+        chunks, passages = cursor.fetchone()
+    assert chunks >= 2 * passages > 0  # the copies share their passages
+    monkeypatch.setattr(selectors, "REFERENCE_CHUNKS", passages / 4)
+    settings.RETRIEVAL_HNSW_EF_SEARCH = 120
+    erin = principal_of("erin")
+    with principal_scope(erin), selectors.graph_scan(2), connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('hnsw.ef_search')::int")
+        (ef_search,) = cursor.fetchone()
+    assert ef_search == round(120 * 4**selectors.EF_SEARCH_GROWTH)
