@@ -194,16 +194,9 @@ def test_the_exact_threshold_and_ef_search_grow_with_the_corpus(
 
     from retrieval import selectors
     from retrieval.rls import principal_scope
-    from tests.db_roles import owner_role
+    from tests.retrieval.statistics import analysed_chunks_and_passages
 
-    with owner_role(), connection.cursor() as cursor:  # the statistics the scaling reads
-        cursor.execute("ANALYZE retrieval_chunk, retrieval_passage, retrieval_document")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT (SELECT reltuples FROM pg_class WHERE oid = 'retrieval_chunk'::regclass),"
-            " (SELECT reltuples FROM pg_class WHERE oid = 'retrieval_passage'::regclass)"
-        )
-        chunks, passages = cursor.fetchone()
+    chunks, passages = analysed_chunks_and_passages()
     assert chunks == passages > 0  # no text repeats in the demo corpus
     bob = principal_of("bob")
 

@@ -274,19 +274,12 @@ def test_ef_search_scales_with_the_passages_the_graph_holds(principal_of, settin
     """The graph has a node per distinct text, so ef_search grows with the passage count,
     not the chunk count: four copies of a document add chunks but no graph nodes."""
     from retrieval import selectors
-    from tests.db_roles import owner_role
+    from tests.retrieval.statistics import analysed_chunks_and_passages
 
     make_user("erin", clearance=Tier.INTERNAL)
     for n in range(4):
         _indexed(f"Copy {n}", SHARED + SECTIONS, Tier.PUBLIC, all_authenticated=True)
-    with owner_role(), connection.cursor() as cursor:  # the statistics the scaling reads
-        cursor.execute("ANALYZE retrieval_chunk, retrieval_passage, retrieval_document")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT (SELECT reltuples FROM pg_class WHERE oid = 'retrieval_chunk'::regclass),"
-            " (SELECT reltuples FROM pg_class WHERE oid = 'retrieval_passage'::regclass)"
-        )
-        chunks, passages = cursor.fetchone()
+    chunks, passages = analysed_chunks_and_passages()
     assert chunks >= 2 * passages > 0  # the copies share their passages
     monkeypatch.setattr(selectors, "REFERENCE_CHUNKS", passages / 4)
     settings.RETRIEVAL_HNSW_EF_SEARCH = 120
