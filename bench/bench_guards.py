@@ -327,7 +327,7 @@ def _pii_recall(samples: list[tuple[str, list[tuple[str, str]]]], server: Any) -
 
 # Names from some fifty countries in hand-written enterprise messages, in ten ways of
 # mentioning a person (bench/data/pii/names/README.md). `dev` may be read while developing
-# the recogniser; `judge` is scored as a number only, its texts never printed.
+# the recogniser; the judge splits are scored as numbers only, their texts never printed.
 WRITTEN_NAMES = Path(__file__).parent / "data" / "pii" / "names"
 WRITTEN_SPLITS = ("dev", "judge", "judge2")  # judge2: a second blind split, written later
 
@@ -489,9 +489,7 @@ PII_SETS = (
     "in_sample",
     "held_out_templates",
     "other_locale_names",
-    "written_names_dev",
-    "written_names_judge",
-    "written_names_judge2",
+    *(f"written_names_{split}" for split in WRITTEN_SPLITS),
 )
 
 
