@@ -494,9 +494,7 @@ def _signed_off(m: _Message) -> list[Span]:
     if not (m.english and sign_off):
         return []
     words = sign_off.group(1).split()
-    if all(
-        _unfamiliar(w, m.lists) or (_given(w, m.lists) and _bare(w) not in _CALENDAR) for w in words
-    ):
+    if all(_may_be_name(w, m.lists) for w in words):
         return [(sign_off.start(1), sign_off.end(1), 0.6)]
     return []
 
@@ -575,6 +573,12 @@ def _unfamiliar(token: str, lists: NameLists) -> bool:
     return True
 
 
+def _may_be_name(word: str, lists: NameLists) -> bool:
+    """A word that could be a name on its own: unfamiliar to English, or a first name that
+    is not a month or a day ("January", "May")."""
+    return _unfamiliar(word, lists) or (_given(word, lists) and _bare(word) not in _CALENDAR)
+
+
 def _english(text: str, lists: NameLists, ignore: frozenset[str] = frozenset()) -> bool:
     """Whether most of the text's lower-case words (but those in `ignore`) are English: only
     then does a word missing from an English word list say anything (German capitalises every
@@ -611,8 +615,7 @@ def _listed_with(text: str, found: list[Span], lists: NameLists) -> list[Span]:
         neighbours = [_LIST_AFTER.match(text, end), _LIST_BEFORE.search(text, 0, start)]
         for match in filter(None, neighbours):
             word = match.group(1)
-            given = _given(word, lists) and _capitalised(word) and _bare(word) not in _CALENDAR
-            if given or _unfamiliar(word, lists):
+            if _capitalised(word) and _may_be_name(word, lists):
                 out.append((match.start(1), match.end(1), 0.6))
     return out
 

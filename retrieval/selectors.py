@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank
@@ -129,14 +129,18 @@ def _visible_chunks(principal: Principal) -> QuerySet[Chunk]:
 REFERENCE_CHUNKS = 100_000
 EXACT_THRESHOLD_GROWTH = 0.5
 EF_SEARCH_GROWTH = 0.574
-_CORPUS_SCALE = (
-    "greatest(1.0, (SELECT reltuples FROM pg_class"
-    " WHERE oid = 'retrieval_chunk'::regclass) / %(reference)s)"
-)
-_GRAPH_SCALE = (
-    "greatest(1.0, (SELECT reltuples FROM pg_class"
-    " WHERE oid = 'retrieval_passage'::regclass) / %(reference)s)"
-)
+
+
+def _size_over_reference(table: Literal["retrieval_chunk", "retrieval_passage"]) -> str:
+    """SQL for max(1, the table's row count from its statistics / REFERENCE_CHUNKS)."""
+    return (
+        "greatest(1.0, (SELECT reltuples FROM pg_class"  # noqa: S608 - a constant table name
+        f" WHERE oid = '{table}'::regclass) / %(reference)s)"
+    )
+
+
+_CORPUS_SCALE = _size_over_reference("retrieval_chunk")
+_GRAPH_SCALE = _size_over_reference("retrieval_passage")
 _ESTIMATE = (  # the statement of `_estimate`
     "WITH stats AS ("  # noqa: S608 - built from constants only
     "  SELECT CASE WHEN c.reltuples > 0 AND d.reltuples > 0"
