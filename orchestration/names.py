@@ -1,6 +1,7 @@
-"""Public-domain name lists (1990 US Census first names and surnames) and an English word
-list (SCOWL), see data/names/README.md, shared by the PII name recogniser and the output
-guard's streaming fast path. Plain Python, no Presidio: cheap to import."""
+"""Public-domain name lists (1990 US Census first names and surnames), names from many
+countries (Faker's locales) and an English word list (SCOWL), see data/names/README.md,
+shared by the PII name recogniser and the output guard's streaming fast path. Plain Python,
+no Presidio: cheap to import."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class NameLists:
     stop: frozenset[str]
     english_words: frozenset[str]  # lower-case English words ("café")
     english_proper: frozenset[str]  # capitalised English entries (places, brands), lower-cased
+    world: frozenset[str]  # given names and surnames from many countries, as `bare` spells them
 
 
 @lru_cache(maxsize=1)
@@ -41,6 +43,7 @@ def name_lists() -> NameLists:
         stop=frozenset(w.lower() for w in STOP_WORDS),
         english_words=frozenset(w for w in english if w.islower()),
         english_proper=frozenset(w.lower() for w in english if not w.islower()),
+        world=_read("world_names.txt"),
     )
 
 

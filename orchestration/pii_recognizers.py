@@ -20,10 +20,16 @@ way, except where only a person fits: before "said", "is on leave" or "is chasin
 greeting or a sign-off, with a name's honorific suffix ("Takahashi-san"), or joined by "and"
 to a name already found. In a message typed all in lower case, two such words side by side
 count.
+
+A list of given names and surnames from many countries (data/names/world_names.txt, from
+Faker's locales) lets one word be a name anywhere ("Ifeoma will cover"), if it is in title
+case and English does not know it as a word or a proper noun ("Jenkins", "Paris" stay
+words); in lower-case messages, one such word of four letters or more.
 """
 
 from __future__ import annotations
 
+import keyword
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -299,7 +305,7 @@ def _name_spans(m: _Message) -> list[Span]:
                 break
         else:
             i += 1
-    return spans + _lower_case_pairs(m) + _signed_off(m) + _named(m)
+    return spans + _lower_case_pairs(m) + _lower_case_world(m) + _signed_off(m) + _named(m)
 
 
 def _honorific(m: _Message, i: int) -> tuple[Span, int] | None:
@@ -455,6 +461,21 @@ def _spoken_of(m: _Message, i: int) -> tuple[Span, int] | None:
     return (start, m.extend(i, end), 0.6), i + 1
 
 
+def _world_name(m: _Message, i: int) -> tuple[Span, int] | None:
+    """ "Ifeoma will cover", "Iosefa has the keys": one capitalised word that a list of names
+    from many countries holds and English does not know in any sense, unless spaCy calls it
+    a place or an organisation word follows."""
+    word, start, end = m.tokens[i]
+    if not (m.english and _title_case(word) and _world(word, m.lists)) or m.in_place(start, end):
+        return None
+    if i + 1 < len(m.tokens) and _bare(m.word(i + 1)) in _ORGANISATION_WORDS:
+        return None
+    possessive = _POSSESSIVE.search(word.rstrip("."))
+    if possessive:  # "Ifeoma's": the name, not its "'s"
+        end = start + possessive.start()
+    return (start, m.extend(i, end), 0.5), i + 1
+
+
 _WORD_RULES = (
     _honorific,
     _greeting,
@@ -463,6 +484,7 @@ _WORD_RULES = (
     _unfamiliar_run,
     _suffixed,
     _spoken_of,
+    _world_name,
 )
 
 
@@ -484,6 +506,25 @@ def _lower_case_pairs(m: _Message) -> list[Span]:
             and _english(m.text, m.lists, ignore=frozenset(pair))
         ):
             spans.append((m.tokens[k][1], m.tokens[k + 1][2], 0.5))
+    return spans
+
+
+def _lower_case_world(m: _Message) -> list[Span]:
+    """ "is njeri around?": in a message typed all in lower case, a word of four letters or
+    more from the list of names from many countries that English does not know, nor Python
+    ("elif" is a Turkish name too)."""
+    if any(ch.isupper() for ch in m.text):
+        return []
+    spans: list[Span] = []
+    for word, start, _ in m.tokens:
+        bare_word = word.rstrip(".")
+        if (
+            len(bare_word) >= 4
+            and bare_word not in _KEYWORDS
+            and _world(bare_word, m.lists)
+            and _english(m.text, m.lists, ignore=frozenset([bare_word]))
+        ):
+            spans.append((start, start + len(bare_word), 0.5))
     return spans
 
 
@@ -548,6 +589,7 @@ _ORGANISATION_WORDS = frozenset(
     "analytics gmbh ag sa spa srl bv nv oy ab as ltda sarl kg se plc llc inc ltd co corp "
     "grupo gruppe groupe gruppo industrie industria logistik consulting digital".split()
 )
+_KEYWORDS = frozenset(keyword.kwlist)
 _PUNCTUATION = ".,;:!?()[]{}\"'“”‘’«»"
 _CONTRACTION = re.compile(r"['’](?:s|re|m|ll|ve|d)$")
 _NAME_PREFIX = re.compile(r"^(?:Mc|Mac|O['’]|D['’])(?=[^\W\d_])")
@@ -571,6 +613,24 @@ def _unfamiliar(token: str, lists: NameLists) -> bool:
         if written in lists.english_proper and low not in lists.first and low not in lists.last:
             return False
     return True
+
+
+def _title_case(token: str) -> bool:
+    """ "Ifeoma", "Jean-Pierre", "O'Neill": not "IBAN", "DACH" nor "DAGs"."""
+    parts = _NAME_PREFIX.sub("", _CONTRACTION.sub("", token.rstrip("."))).split("-")
+    return all(len(p) >= 2 and p[0].isupper() and p[1:].islower() for p in parts)
+
+
+def _world(token: str, lists: NameLists) -> bool:
+    """A name from the list of names from many countries that English does not know, as a
+    word or as a proper noun ("Ifeoma", "Nguyễn"; not "Jenkins", "Paris" or "Grace")."""
+    word = _CONTRACTION.sub("", token.rstrip("."))
+    written, parts = word.lower(), _bare(word).split("-")
+    if written in lists.english_words or written in lists.english_proper:
+        return False
+    if not all(unicodedata.name(ch, "").startswith("LATIN") for ch in word if ch.isalpha()):
+        return False
+    return all(len(p) >= 3 and p in lists.world and p not in lists.stop for p in parts)
 
 
 def _may_be_name(word: str, lists: NameLists) -> bool:

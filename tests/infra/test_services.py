@@ -266,13 +266,14 @@ def test_a_fresh_embedded_postgres_runs_with_the_memory_settings(tmp_path):
         svc.run("start")
         state = svc.state()
         assert state["started_postgres"] is True
+        running = {}
         with psycopg.connect(state["admin_database_url"]) as conn:
-            running = {
-                name: conn.execute(
+            for name in ("shared_buffers", "effective_cache_size"):
+                row = conn.execute(
                     "SELECT pg_size_bytes(current_setting(%s)) / 1048576", (name,)
-                ).fetchone()[0]
-                for name in ("shared_buffers", "effective_cache_size")
-            }
+                ).fetchone()
+                assert row is not None
+                running[name] = row[0]
         assert running == memory_settings(_memory_bytes())
         assert running["shared_buffers"] > 128  # the restart took the new size, not the default
     finally:
