@@ -123,12 +123,13 @@ def _visible_chunks(principal: Principal) -> QuerySet[Chunk]:
 #   rows per row it keeps, so the two cross near sqrt(corpus): 5,000 visible chunks at
 #   100,000, 15,800 at a million. (At a million, exact over 9,780 visible chunks took
 #   21 ms and the graph scan 120 ms; over 100,000, 250 ms against 18 ms.)
-# - ef_search grows with the 0.574 power: 160 at 100,000 and 600 at a million, the values
-#   that gave recall@10 >= 0.98 over the whole corpus at those sizes (docs/BENCHMARKS.md;
-#   at 100,000 real-text chunks, 120 gave 0.977-0.997 from one graph build to the next).
+# - ef_search grows with the 0.75 power: 160 at 100,000 and 900 at a million. At a million
+#   passages, 600 gave recall@10 0.973 at 10% selectivity and 800 gave 0.983, 30-34 ms at
+#   p95 (docs/BENCHMARKS.md; at 100,000 real-text chunks, 120 gave 0.977-0.997 from one
+#   graph build to the next, hence 160 there).
 REFERENCE_CHUNKS = 100_000
 EXACT_THRESHOLD_GROWTH = 0.5
-EF_SEARCH_GROWTH = 0.574
+EF_SEARCH_GROWTH = 0.75
 
 
 def _size_over_reference(table: Literal["retrieval_chunk", "retrieval_passage"]) -> str:
