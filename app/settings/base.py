@@ -222,8 +222,8 @@ CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 4000)
 RETRIEVAL_TOP_K = env_int("RETRIEVAL_TOP_K", 5)
 # Below this many visible chunks, dense search is exact instead of HNSW (0: always HNSW).
 # Both values are for a corpus of 100,000 chunks; larger corpora scale them (the threshold
-# with the square root of the size, ef_search with its 0.574 power: 15,811 and 600 at a
-# million). See retrieval.selectors.REFERENCE_CHUNKS.
+# with the square root of the chunk count, ef_search with the 0.75 power of the passage
+# count: 15,811 and 900 at a million). See retrieval.selectors.REFERENCE_CHUNKS.
 RETRIEVAL_EXACT_THRESHOLD = env_int("RETRIEVAL_EXACT_THRESHOLD", 5000)
 # HNSW candidate list per scan (hnsw.ef_search; at least twice the rows wanted).
 RETRIEVAL_HNSW_EF_SEARCH = env_int("RETRIEVAL_HNSW_EF_SEARCH", 160)
