@@ -132,10 +132,11 @@ def _pg_running_pid() -> int | None:
 
 
 # PostgreSQL's own starting advice for a dedicated server: shared_buffers a quarter of
-# memory. The default, 128 MB, holds no search graph of any size: at 100k passages
-# (195 MiB) the filtered search ran about a third slower with it (docs/BENCHMARKS.md), and
-# a million (about 2 GiB) read nearly every graph page through the kernel. Pages are
-# touched only as they are used, so a large setting costs nothing until the data is there.
+# memory. The default, 128 MB, holds no search graph of any size: with it the graph plan
+# took 1.3-1.7 times as long at 100k passages (195 MiB) and about twice as long at a million
+# (about 2 GiB), reading nearly every graph page through the kernel (docs/BENCHMARKS.md).
+# Pages are touched only as they are used, so a large setting costs nothing until the data
+# is there.
 _SHARED_BUFFERS_SHARE = 4
 _EFFECTIVE_CACHE_SHARE = 2
 _MIN_SHARED_BUFFERS_MB = 128
