@@ -12,6 +12,11 @@ from orchestration import pii
 from orchestration.pii_recognizers import NameGazetteerRecognizer, street_address_recognizer
 
 
+def _names_found(text: str) -> list[str]:
+    """The names the project's recogniser finds by itself (no spaCy entities given)."""
+    return [text[r.start : r.end] for r in NameGazetteerRecognizer().analyze(text, ["PERSON"])]
+
+
 def _sent(message: str) -> str:
     request = CompletionRequest(
         system="", user_message=message, context=(), sensitivity=Tier.CONFIDENTIAL,
@@ -92,8 +97,7 @@ def test_names_english_does_not_know_are_redacted_before_a_provider(message, nam
     ],
 )
 def test_unfamiliar_capitalised_words_that_are_no_name(text):
-    found = NameGazetteerRecognizer().analyze(text, ["PERSON"])
-    assert found == [], [text[r.start : r.end] for r in found]
+    assert _names_found(text) == []
 
 
 @pytest.mark.parametrize(
@@ -124,9 +128,7 @@ def test_one_unfamiliar_word_where_a_person_is_spoken_of_or_to(message, name):
     after "ask", in a greeting or a sign-off, listed with a name; two such words in a message
     typed all in lower case. The recogniser finds them itself, whatever spaCy finds."""
     sent = _sent(message)
-    found = [
-        message[r.start : r.end] for r in NameGazetteerRecognizer().analyze(message, ["PERSON"])
-    ]
+    found = _names_found(message)
     for part in name.split():
         assert part not in sent, sent
         assert any(part in span for span in found), found
@@ -144,8 +146,7 @@ def test_one_unfamiliar_word_where_a_person_is_spoken_of_or_to(message, name):
     ],
 )
 def test_one_unfamiliar_word_elsewhere_is_no_name(text):
-    found = NameGazetteerRecognizer().analyze(text, ["PERSON"])
-    assert found == [], [text[r.start : r.end] for r in found]
+    assert _names_found(text) == []
 
 
 @pytest.mark.parametrize(
@@ -164,9 +165,7 @@ def test_one_name_from_the_list_of_many_countries_is_a_name_anywhere(message, na
     in any sentence; in a message typed all in lower case too. The recogniser finds it
     itself, whatever spaCy finds, and leaves a possessive's "'s" outside the name."""
     sent = _sent(message)
-    found = [
-        message[r.start : r.end] for r in NameGazetteerRecognizer().analyze(message, ["PERSON"])
-    ]
+    found = _names_found(message)
     assert name not in sent, sent
     assert name in found, found
 
@@ -181,14 +180,12 @@ def test_one_name_from_the_list_of_many_countries_is_a_name_anywhere(message, na
     ],
 )
 def test_a_word_from_the_list_of_many_countries_that_is_no_name(text):
-    found = NameGazetteerRecognizer().analyze(text, ["PERSON"])
-    assert found == [], [text[r.start : r.end] for r in found]
+    assert _names_found(text) == []
 
 
 def test_a_company_after_a_name_and_a_comma_is_not_listed_with_it():
     text = "Send the contract to Alex Rivera, Contoso and the auditors."
-    found = NameGazetteerRecognizer().analyze(text, ["PERSON"])
-    assert [text[r.start : r.end] for r in found] == ["Alex Rivera"]
+    assert _names_found(text) == ["Alex Rivera"]
 
 
 def test_a_place_spacy_recognises_is_not_taken_for_a_person():
