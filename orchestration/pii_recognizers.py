@@ -595,6 +595,11 @@ _CONTRACTION = re.compile(r"['’](?:s|re|m|ll|ve|d)$")
 _NAME_PREFIX = re.compile(r"^(?:Mc|Mac|O['’]|D['’])(?=[^\W\d_])")
 
 
+def _latin(word: str) -> bool:
+    """Every letter of `word` is a Latin one ("Nguyễn", not "Свободным")."""
+    return all(unicodedata.name(ch, "").startswith("LATIN") for ch in word if ch.isalpha())
+
+
 def _unfamiliar(token: str, lists: NameLists) -> bool:
     """A capitalised word in Latin letters that English does not know, or knows only as a
     person's name ("Njeru", "Jäkel", "Ahmed", "O'Brien"); not a word ("Atlas"), a contraction
@@ -604,7 +609,7 @@ def _unfamiliar(token: str, lists: NameLists) -> bool:
         part = _NAME_PREFIX.sub("", part)
         if len(part) < 2 or not (part[0].isupper() and part[1:].islower()):
             return False
-        if not all(unicodedata.name(ch, "").startswith("LATIN") for ch in part if ch.isalpha()):
+        if not _latin(part):
             return False
         # Accents are compared as written: "Hùng" is not the English "hung".
         low, written = _bare(part), part.lower()
@@ -628,7 +633,7 @@ def _world(token: str, lists: NameLists) -> bool:
     written, parts = word.lower(), _bare(word).split("-")
     if written in lists.english_words or written in lists.english_proper:
         return False
-    if not all(unicodedata.name(ch, "").startswith("LATIN") for ch in word if ch.isalpha()):
+    if not _latin(word):
         return False
     return all(len(p) >= 3 and p in lists.world and p not in lists.stop for p in parts)
 
