@@ -22,7 +22,6 @@ from __future__ import annotations
 import enum
 import re
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -421,83 +420,6 @@ def embed_pieces(pieces: list[str]) -> np.ndarray:
     return embed_for_guards(pieces)
 
 
-class SharedEmbedding:
-    """The embedding of one message's pieces, shared between the scan's thread and one
-    helper thread that joins once its own work is done (PII detection, in `screen_input`).
-
-    The guard embeds each piece alone (`embed_for_guards` runs one text per run), so the
-    pieces can be split between two threads without changing any vector: only the wall time
-    changes. Without this, the second core sits idle once PII detection is done while the
-    scan embeds a long input's pieces one after another. Longest pieces go first, so the two
-    threads finish close together. A helper that arrives after the last piece was taken, or
-    after `close`, does nothing."""
-
-    def __init__(self, embed: Callable[[list[str]], np.ndarray] = embed_pieces) -> None:
-        self._embed = embed
-        self._state = threading.Condition()
-        self._pieces: list[str] | None = None
-        self._order: list[int] = []
-        self._taken = 0
-        self._vectors: list[np.ndarray | None] = []
-        self._running = 0
-        self._error: BaseException | None = None
-        self._closed = False
-
-    def embed(self, pieces: list[str]) -> np.ndarray:
-        """The pieces' vectors, one row each, in order: what `embed_pieces(pieces)` gives."""
-        with self._state:
-            if self._pieces is not None or self._closed:
-                raise RuntimeError("a SharedEmbedding embeds one list of pieces, once")
-            self._pieces = pieces
-            self._order = sorted(range(len(pieces)), key=lambda i: -len(pieces[i]))
-            self._vectors = [None] * len(pieces)
-            self._state.notify_all()
-        self._work()
-        with self._state:
-            self._state.wait_for(lambda: self._running == 0)
-            if self._error is not None:
-                raise self._error
-            if not pieces:
-                return np.zeros((0, 0), dtype=np.float32)
-            return np.concatenate([v for v in self._vectors if v is not None])
-
-    def help(self) -> None:
-        """Embed pieces until none is left: waits until the scan has its pieces, or closes."""
-        with self._state:
-            self._state.wait_for(lambda: self._pieces is not None or self._closed)
-        self._work()
-
-    def close(self) -> None:
-        """The scan is done (or needed no embedding): a waiting helper stops waiting."""
-        with self._state:
-            self._closed = True
-            self._state.notify_all()
-
-    def _work(self) -> None:
-        while True:
-            with self._state:
-                if self._pieces is None or self._error is not None:
-                    return
-                if self._taken == len(self._order):
-                    return
-                index = self._order[self._taken]
-                self._taken += 1
-                self._running += 1
-                piece = self._pieces[index]
-            try:
-                vector = self._embed([piece])
-            except BaseException as error:  # handed to the scan's thread, which raises it
-                with self._state:
-                    self._error = error
-                    self._running -= 1
-                    self._state.notify_all()
-                return
-            with self._state:
-                self._vectors[index] = vector
-                self._running -= 1
-                self._state.notify_all()
-
-
 def similarity_of(vectors: np.ndarray, *, anchors: str = "input") -> float:
     """How much closer one of the embedded pieces is to a known attack than to a benign
     anchor, mapped to [0, 1] (0.5 = equally close). Raw similarity alone flags every
@@ -638,16 +560,9 @@ def raised_by(verdict: Verdict, thresholds: Thresholds) -> frozenset[str]:
     )
 
 
-def scan(
-    text: str,
-    thresholds: Thresholds,
-    *,
-    views: Views | None = None,
-    shared: SharedEmbedding | None = None,
-) -> Verdict:
+def scan(text: str, thresholds: Thresholds, *, views: Views | None = None) -> Verdict:
     """Score `text` with every enabled detector and decide. `views` (from normalisation)
-    defaults to those of `text` itself; `shared` lets another thread take part of the
-    embedding (the vectors are the same)."""
+    defaults to those of `text` itself."""
     if views is None:
         views = inspection_views(text, normalize(text).text)
     scores: dict[str, float] = {}
@@ -658,10 +573,7 @@ def scan(
     # blocked; they share one embedding of the text's pieces.
     if action < Action.BLOCK and thresholds.use_similarity:
         pieces = pieces_of(list(views.semantic[:4]), anchors=thresholds.similarity_anchors)
-        if not pieces:
-            vectors = np.zeros((0, 0), dtype=np.float32)
-        else:
-            vectors = shared.embed(pieces) if shared is not None else embed_pieces(pieces)
+        vectors = embed_pieces(pieces) if pieces else np.zeros((0, 0), dtype=np.float32)
         scores["similarity"] = similarity_of(vectors, anchors=thresholds.similarity_anchors)
         if thresholds.use_learned:
             from orchestration.guard_model import guard_model

@@ -31,7 +31,7 @@ from broker.types import (
 )
 from orchestration import anomaly, policy, tools
 from orchestration.errors import InputRejected
-from orchestration.injection import SharedEmbedding, Thresholds, Verdict, raised_by, scan
+from orchestration.injection import Thresholds, Verdict, raised_by, scan
 from orchestration.moderation import ModerationGate, ModerationVerdict, moderate
 from orchestration.normalize import Views, inspection_views, normalize
 from orchestration.output import CanaryLeak, OutputGuard
@@ -114,14 +114,9 @@ class Screening:
 def screen_input(message: str, thresholds: Thresholds, *, views: Views | None = None) -> Screening:
     """The injection scan and PII detection of one message, run concurrently: PII on a
     worker thread, the scan here. They are independent, so the turn waits for the slower
-    of the two rather than their sum (measured by `make bench-guards`). Once PII detection is
-    done, its thread embeds some of the scan's pieces too (`SharedEmbedding`)."""
-    shared = SharedEmbedding()
-    pii = pii_entities_in_background(message, then=shared.help)
-    try:
-        verdict = scan(message, thresholds, views=views, shared=shared)
-    finally:
-        shared.close()
+    of the two rather than their sum (measured by `make bench-guards`)."""
+    pii = pii_entities_in_background(message)
+    verdict = scan(message, thresholds, views=views)
     return Screening(verdict, pii.result())
 
 
