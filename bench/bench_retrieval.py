@@ -81,7 +81,7 @@ HNSW_EF_CONSTRUCTION = int(os.environ.get("HNSW_EF_CONSTRUCTION", "0"))
 # Results go to bench/results/<RESULTS>.json and .md, so a 1M run keeps the 100k one.
 RESULTS = os.environ.get("RESULTS", "retrieval")
 # REUSE=1: measure on the database and graph the previous run built (same SIZE and CORPUS,
-# one corpus), instead of dropping them: a million-chunk graph takes two hours to build.
+# one corpus), instead of dropping them: a million-passage graph takes 20-80 minutes to build.
 REUSE = os.environ.get("REUSE") == "1"
 
 
@@ -337,11 +337,11 @@ def _build_index() -> tuple[float, int]:
     with connection.cursor() as cursor:
         # The graph must fit in maintenance_work_mem or the build slows to a crawl. With m 24
         # a 1M build given 4 KiB per chunk went from ~27k tuples a minute to ~120 once it had
-        # inserted about 826k (2026-11-27): about 4.7 KiB per 384-d chunk, so give 6.
-        # One parallel worker on a 2-core machine.
+        # inserted about 826k (2026-11-27): about 4.7 KiB per 384-d chunk, so give m / 4
+        # KiB (6 at m 24, 8 at m 32). One parallel worker on a 2-core machine.
         cursor.execute("SELECT count(*) FROM retrieval_passage")
         rows = cursor.fetchone()[0]
-        cursor.execute(f"SET maintenance_work_mem = '{max(512, rows * 6 // 1024)}MB'")
+        cursor.execute(f"SET maintenance_work_mem = '{max(512, rows * m // 4 // 1024)}MB'")
         cursor.execute("SET max_parallel_maintenance_workers = 1")
         started = time.perf_counter()
         cursor.execute(

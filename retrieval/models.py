@@ -98,12 +98,12 @@ class Passage(models.Model):
 
     class Meta:
         indexes = [
-            # m 24 / ef_construction 128: see the note on the migration that moved the graph
-            # here (0009) and docs/BENCHMARKS.md.
+            # m 32 / ef_construction 128: see the notes on migrations 0008 and 0010 and
+            # docs/BENCHMARKS.md.
             HnswIndex(
                 name="passage_embedding_hnsw",
                 fields=["embedding"],
-                m=24,
+                m=32,
                 ef_construction=128,
                 opclasses=["vector_cosine_ops"],
             ),
