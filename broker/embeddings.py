@@ -44,7 +44,7 @@ BATCH_SIZE = 32
 BULK_TEXTS = 16
 _lock = threading.Lock()
 _loaded: dict[Path, SentenceTransformer] = {}
-_encoders: dict[tuple[Path, bool], OnnxEncoder] = {}
+_encoders: dict[tuple[Path, bool, int | None], OnnxEncoder] = {}
 
 
 class ModelIntegrityError(RuntimeError):
@@ -136,14 +136,20 @@ class OnnxEncoder:
 
 
 def onnx_encoder(
-    model: SentenceTransformer, *, threads: int = 1, int8: bool = False
+    model: SentenceTransformer,
+    *,
+    threads: int = 1,
+    int8: bool = False,
+    layers: int | None = None,
 ) -> OnnxEncoder:
     """Export a loaded (already verified) model's transformer to ONNX in memory and open an
-    ONNX Runtime session on it (`int8`: with its matrix weights quantised). Only the
-    Transformer → mean Pooling → Normalize layout of all-MiniLM-L6-v2 is supported;
-    anything else raises ValueError."""
+    ONNX Runtime session on it (`int8`: with its matrix weights quantised; `layers`: only
+    the first that many encoder layers). Only the Transformer → mean Pooling → Normalize
+    layout of all-MiniLM-L6-v2 is supported; anything else raises ValueError."""
     import onnxruntime
 
+    if layers is not None:
+        model = first_layers(model, layers)
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.inter_op_num_threads = 1
@@ -153,6 +159,33 @@ def onnx_encoder(
         exported = quantized(exported)
     session = onnxruntime.InferenceSession(exported, options, providers=["CPUExecutionProvider"])
     return OnnxEncoder(list(model)[0].tokenizer, session, int(model.max_seq_length or 256))
+
+
+def _bert(model: SentenceTransformer) -> Any:
+    modules: list[Any] = list(model)
+    return modules[0].auto_model
+
+
+def layer_count(model: SentenceTransformer) -> int:
+    """How many encoder layers the model runs."""
+    return len(_bert(model).encoder.layer)
+
+
+def first_layers(model: SentenceTransformer, layers: int) -> SentenceTransformer:
+    """A copy of `model` that keeps only its first `layers` encoder layers (the loaded model
+    is left whole, for search). Pooling and normalisation stay as they are."""
+    import copy
+
+    total = layer_count(model)
+    if not 1 <= layers <= total:
+        raise ValueError(f"the model has {total} encoder layers; cannot keep {layers}")
+    if layers == total:
+        return model
+    shallow = copy.deepcopy(model)
+    bert = _bert(shallow)
+    bert.encoder.layer = bert.encoder.layer[:layers]
+    bert.config.num_hidden_layers = layers
+    return shallow
 
 
 def exported_transformer(model: SentenceTransformer) -> bytes:
@@ -222,27 +255,36 @@ def quantized(model_bytes: bytes) -> bytes:
         return target.read_bytes()
 
 
-def get_encoder(*, int8: bool = False) -> OnnxEncoder:
+def get_encoder(*, int8: bool = False, layers: int | None = None) -> OnnxEncoder:
+    """The process's ONNX encoder of the pinned model: the whole model by default (search),
+    or its first `layers` encoder layers (the guards)."""
     model = get_model()
-    key = (default_model_dir(), int8)
+    if layers == layer_count(model):
+        layers = None  # the whole model: share its encoder with search
+    key = (default_model_dir(), int8, layers)
     with _lock:
         if key not in _encoders:
             threads = settings.EMBEDDING_ONNX_THREADS
-            _encoders[key] = onnx_encoder(model, threads=threads, int8=int8)
+            _encoders[key] = onnx_encoder(model, threads=threads, int8=int8, layers=layers)
         return _encoders[key]
+
+
+def guard_encoder(*, int8: bool) -> OnnxEncoder:
+    """The encoder the injection guards use: the first GUARD_EMBEDDING_LAYERS layers."""
+    return get_encoder(int8=int8, layers=settings.GUARD_EMBEDDING_LAYERS)
 
 
 def embed_for_guards(texts: list[str]) -> np.ndarray:
     """Unit embeddings for the injection guards (int8 weights unless GUARD_EMBEDDING_INT8
-    is off), one row per text."""
+    is off; the first GUARD_EMBEDDING_LAYERS encoder layers), one row per text."""
     if not texts:
         return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
     if settings.GUARD_EMBEDDING_INT8:
         # One text per run: activations are quantised with one scale per run, so in a batch
         # a text's vector would depend on the texts beside it.
-        encoder = get_encoder(int8=True)
+        encoder = guard_encoder(int8=True)
         return np.concatenate([encoder.encode([text]) for text in texts])
-    return np.asarray(embed_texts(texts), dtype=np.float32)
+    return guard_encoder(int8=False).encode(texts)
 
 
 def embed_texts(texts: list[str]) -> list[list[float]]:

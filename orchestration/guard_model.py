@@ -151,22 +151,23 @@ def fit(
 
 
 def corpus_digest(texts: Sequence[str]) -> str:
-    """What the shipped embeddings were computed from: the pinned model at full precision,
-    and every text."""
+    """What the shipped embeddings were computed from: the pinned model, the number of its
+    layers the guards keep, full precision, and every text."""
     from django.conf import settings
 
     digest = hashlib.sha256(settings.EMBEDDING_MODEL_SHA256.encode())
-    digest.update(b"\0fp32")
+    digest.update(f"\0layers={settings.GUARD_EMBEDDING_LAYERS}\0fp32".encode())
     for text in texts:
         digest.update(b"\0" + text.encode("utf-8"))
     return digest.hexdigest()
 
 
 def embed_corpus(texts: Sequence[str]) -> np.ndarray:
-    """Full-precision unit embeddings, on ONNX Runtime whatever the number of texts."""
-    from broker.embeddings import get_encoder
+    """Full-precision unit embeddings from the guards' layers of the model, on ONNX Runtime
+    whatever the number of texts."""
+    from broker.embeddings import guard_encoder
 
-    return get_encoder().encode(list(texts))
+    return guard_encoder(int8=False).encode(list(texts))
 
 
 def corpus_embeddings(texts: Sequence[str]) -> np.ndarray:

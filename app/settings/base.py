@@ -245,6 +245,9 @@ EMBEDDING_RUNTIME = os.environ.get("EMBEDDING_RUNTIME", "auto")
 EMBEDDING_ONNX_THREADS = env_int("EMBEDDING_ONNX_THREADS", 1)
 # The injection guards embed with int8 weights (faster; search queries stay full precision).
 GUARD_EMBEDDING_INT8 = env_bool("GUARD_EMBEDDING_INT8", True)
+# How many of the model's 6 encoder layers the injection guards run (search runs all 6).
+# After changing it, run `make guard-embeddings` (the learned detector's corpus vectors).
+GUARD_EMBEDDING_LAYERS = env_int("GUARD_EMBEDDING_LAYERS", 6)
 # The offline local provider may only see tiers up to this one unless explicitly allowed.
 LOCAL_PROVIDER_MAX_TIER = os.environ.get("LOCAL_PROVIDER_MAX_TIER", "restricted")
 

@@ -165,6 +165,33 @@ def test_a_guard_vector_does_not_depend_on_the_texts_beside_it(settings):
         assert (embed_for_guards([text])[0] == vector).all()
 
 
+def test_the_guards_run_the_models_first_layers_and_search_runs_all_of_them(settings):
+    from broker.embeddings import embed_for_guards, first_layers, get_model, layer_count
+
+    settings.GUARD_EMBEDDING_INT8 = False
+    settings.GUARD_EMBEDDING_LAYERS = 4
+    settings.EMBEDDING_RUNTIME = "auto"
+    guard = embed_for_guards(GUARD_TEXTS)
+    shallow = first_layers(get_model(), 4)
+    assert layer_count(shallow) == 4
+    reference = shallow.encode(GUARD_TEXTS, normalize_embeddings=True, convert_to_numpy=True)
+    whole = embed_texts(GUARD_TEXTS)
+    for got, want, full in zip(guard, reference, whole, strict=True):
+        assert _cosine(list(got), list(want)) > 0.9999  # the 4-layer model, run on ONNX
+        assert _cosine(list(got), full) < 0.99  # not the whole model's vector
+    assert layer_count(get_model()) == 6  # search's model is left whole
+    settings.EMBEDDING_RUNTIME = "torch"
+    assert _cosine(embed_query(GUARD_TEXTS[1]), embed_texts([GUARD_TEXTS[1]])[0]) > 0.9999
+
+
+@pytest.mark.parametrize("layers", [0, 7])
+def test_the_guards_cannot_keep_more_layers_than_the_model_has_or_none(layers):
+    from broker.embeddings import first_layers, get_model
+
+    with pytest.raises(ValueError, match="encoder layers"):
+        first_layers(get_model(), layers)
+
+
 def test_search_queries_keep_full_precision_when_the_guards_use_int8(settings):
     settings.GUARD_EMBEDDING_INT8 = True
     settings.EMBEDDING_RUNTIME = "torch"

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from broker.embeddings import get_encoder
+from broker.embeddings import guard_encoder
 from orchestration import guard_model
 from orchestration.injection import Action, Thresholds, embed_pieces, scan
 
@@ -75,9 +75,16 @@ def test_the_shipped_embeddings_are_those_of_the_corpus():
     shipped = np.load(guard_model.EMBEDDINGS, allow_pickle=False)
     assert shipped.shape == (len(texts), 384)
     sample = list(range(0, len(texts), 25))
-    # Full precision, the only vectors that are the same on every CPU.
-    fresh = get_encoder().encode([texts[i] for i in sample])
+    # Full precision, the only vectors that are the same on every CPU, from the guards' layers.
+    fresh = guard_encoder(int8=False).encode([texts[i] for i in sample])
     assert np.allclose(shipped[sample], fresh, atol=1e-4)
+
+
+def test_the_shipped_embeddings_are_not_used_with_another_number_of_layers(settings):
+    texts = [r.text for r in guard_model.load_corpus()]
+    shipped = guard_model.corpus_digest(texts)
+    settings.GUARD_EMBEDDING_LAYERS = 6 if settings.GUARD_EMBEDDING_LAYERS != 6 else 4
+    assert guard_model.corpus_digest(texts) != shipped
 
 
 def test_embeddings_that_do_not_match_the_texts_are_not_used():
