@@ -17,12 +17,6 @@ with vectors within cosine 0.97 (mean 0.99) of the full-precision ones. The guar
 for their inputs and their reference texts; the learned detector's training corpus ships
 full-precision vectors, the only ones that are the same on every CPU. Search queries keep
 full precision, because they are compared with stored chunk vectors.
-
-The guards also run only the model's first `GUARD_EMBEDDING_LAYERS` encoder layers (4 of
-6), mean-pooled as the whole model is: their vectors are compared only with vectors made the
-same way (the attack library, the anchors, the learned detector's corpus), never with
-stored chunks, and the longest inputs' embedding costs about a third less. Search runs the
-whole model.
 """
 
 from __future__ import annotations
