@@ -246,6 +246,8 @@ EMBEDDING_ONNX_THREADS = env_int("EMBEDDING_ONNX_THREADS", 1)
 # The injection guards embed with int8 weights (faster; search queries stay full precision).
 GUARD_EMBEDDING_INT8 = env_bool("GUARD_EMBEDDING_INT8", True)
 # How many of the model's 6 encoder layers the injection guards run (search runs all 6).
+# 4 was judged on held-out 17 and rejected: the scan got faster, the guard's total did not,
+# and 2 more benign lines were blocked (docs/BENCHMARKS.md, "The judgement on held-out 17").
 # After changing it, run `make guard-embeddings` (the learned detector's corpus vectors).
 GUARD_EMBEDDING_LAYERS = env_int("GUARD_EMBEDDING_LAYERS", 6)
 # The offline local provider may only see tiers up to this one unless explicitly allowed.
