@@ -329,7 +329,14 @@ def graph_parameters() -> tuple[int, int]:
     return HNSW_M or index.m, HNSW_EF_CONSTRUCTION or index.ef_construction
 
 
-def _build_index() -> tuple[float, int]:
+@dataclass(frozen=True)
+class Build:
+    seconds: float
+    index_bytes: int
+    notices: tuple[str, ...]  # pgvector's, e.g. the graph no longer fitting in memory
+
+
+def _build_index() -> Build:
     from django.db import connection
 
     from retrieval.rls import privileged_scope
@@ -371,7 +378,7 @@ def _build_index() -> tuple[float, int]:
         # "hnsw graph no longer fits into maintenance_work_mem after N tuples": the build
         # time measured is not the in-memory build's.
         print(f"index build: {notice}", file=sys.stderr)
-    return seconds, size
+    return Build(seconds, size, tuple(notices))
 
 
 def _strategies():
@@ -436,7 +443,7 @@ def _visible(principal) -> int:
         return _visible_chunks(principal).count()
 
 
-def _load_and_build(corpus: Corpus) -> tuple[dict[float, int], float, float, int]:
+def _load_and_build(corpus: Corpus) -> tuple[dict[float, int], float, Build]:
     from django.db import connection
 
     started = time.perf_counter()
@@ -445,8 +452,7 @@ def _load_and_build(corpus: Corpus) -> tuple[dict[float, int], float, float, int
         cursor.execute("DROP INDEX IF EXISTS passage_embedding_hnsw")
     groups = _load(corpus)
     load_s = time.perf_counter() - started
-    build_s, index_bytes = _build_index()
-    return groups, load_s, build_s, index_bytes
+    return groups, load_s, _build_index()
 
 
 def _reused(corpus: Corpus) -> tuple[dict[float, int], int]:
@@ -508,12 +514,14 @@ def _run_corpus(corpus: Corpus) -> tuple[dict, list[Row]]:
     size = len(corpus.vectors)
     load_s: float | None = None
     build_s: float | None = None
+    notices: tuple[str, ...] = ()
     if REUSE:
         groups, index_bytes = _reused(corpus)
         print(f"{corpus.name}: reusing {size:,} chunks and their graph "
               f"({index_bytes / 2**20:.0f} MiB)", flush=True)  # fmt: skip
     else:
-        groups, load_s, build_s, index_bytes = _load_and_build(corpus)
+        groups, load_s, build = _load_and_build(corpus)
+        build_s, index_bytes, notices = build.seconds, build.index_bytes, build.notices
         print(f"{corpus.name}: loaded {size} chunks in {load_s:.1f}s; HNSW built in "
               f"{build_s:.1f}s ({index_bytes / 2**20:.0f} MiB)", flush=True)  # fmt: skip
     searched = _search_settings(_principal(groups[1.0]))
@@ -559,6 +567,7 @@ def _run_corpus(corpus: Corpus) -> tuple[dict, list[Row]]:
         "load_s": None if load_s is None else round(load_s, 1),
         "index_build_s": None if build_s is None else round(build_s, 1),
         "index_mib": round(index_bytes / 2**20, 1),
+        "index_build_notices": list(notices),
         **searched,
     }
     return summary, rows
@@ -618,6 +627,7 @@ def main() -> int:
                 if summary["index_build_s"] is None
                 else f"built in {summary['index_build_s']:.1f} s"
             )
+            + "".join(f" (build notice: {n})" for n in summary["index_build_notices"])
             + f", {summary['index_mib']:.0f} MiB; exact plan at or below "
             f"{summary['exact_threshold']:,} visible chunks.",
             "",
