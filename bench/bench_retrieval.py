@@ -363,14 +363,16 @@ def _build_index() -> Build:
             notices.append(diagnostic.message_primary or "")
 
         raw.add_notice_handler(keep)
-        started = time.perf_counter()
-        cursor.execute(
-            "CREATE INDEX passage_embedding_hnsw ON retrieval_passage"
-            f" USING hnsw (embedding vector_cosine_ops) WITH (m = {m},"
-            f" ef_construction = {ef_construction})"
-        )
-        seconds = time.perf_counter() - started
-        raw.remove_notice_handler(keep)
+        try:
+            started = time.perf_counter()
+            cursor.execute(
+                "CREATE INDEX passage_embedding_hnsw ON retrieval_passage"
+                f" USING hnsw (embedding vector_cosine_ops) WITH (m = {m},"
+                f" ef_construction = {ef_construction})"
+            )
+            seconds = time.perf_counter() - started
+        finally:
+            raw.remove_notice_handler(keep)
         cursor.execute("ANALYZE retrieval_chunk, retrieval_passage")
         cursor.execute("SELECT pg_relation_size('passage_embedding_hnsw')")
         size = cursor.fetchone()[0]

@@ -80,7 +80,7 @@ def test_the_shipped_embeddings_are_those_of_the_corpus():
     assert np.allclose(shipped[sample], fresh, atol=1e-4)
 
 
-def test_the_shipped_embeddings_are_not_used_with_another_number_of_layers(settings):
+def test_the_shipped_embeddings_digest_names_the_number_of_layers(settings):
     texts = [r.text for r in guard_model.load_corpus()]
     shipped = guard_model.corpus_digest(texts)
     settings.GUARD_EMBEDDING_LAYERS = 6 if settings.GUARD_EMBEDDING_LAYERS != 6 else 4
