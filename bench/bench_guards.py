@@ -37,6 +37,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench import machine  # noqa: E402
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings.dev")
 os.environ["LOOPBACK_PROVIDER_ENABLED"] = "1"  # dev settings; prod refuses it
 
@@ -494,7 +496,8 @@ PII_SETS = (
 
 
 def markdown(result: dict[str, Any]) -> str:
-    lines = _detection_md("In-sample corpus", result["detection"])
+    lines = [f"Machine: {machine.summary(result['machine'])}.", ""]
+    lines += _detection_md("In-sample corpus", result["detection"])
     lines += _detection_md("Held-out split", result["held_out"])
     for n in blind_split_numbers():
         lines += _detection_md(f"Blind held-out split {n}", result[f"held_out_{n}"])
@@ -562,6 +565,7 @@ def main() -> None:
         blind[name]["missed"] = [{"family": m["family"]} for m in blind[name]["missed"]]
         blind[name]["false_blocks"] = []  # the rate stays in benign_blocked
     result = {
+        "machine": machine.describe(),
         "detection": run_detection(rows),
         "held_out": run_detection(held_out),
         **blind,

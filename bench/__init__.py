@@ -1,0 +1,1 @@
+"""Benchmarks: each script is run by its `make bench-...` target."""
