@@ -1,9 +1,9 @@
 """What a benchmark ran on, recorded beside its figures.
 
 Machines of the same size (two cores) are not the same speed: `make bench-guards` at one
-commit measured the whole input guard's p95 at 44 ms on an EPYC with AVX-512 VNNI and at
+commit measured the whole input guard's p95 at 44 ms on an earlier session's machine and at
 95-100 ms on one with AVX2 only, on the same split (docs/BENCHMARKS.md, part N). The
-quantised embedding's kernels use VNNI where the CPU has it. A latency figure without the
+quantised embedding's kernels use AVX-512 VNNI where the CPU has it. A latency figure without the
 CPU it came from cannot be compared with another.
 """
 
