@@ -54,6 +54,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench import machine  # noqa: E402
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings.dev")
 
 # The scratch database; another name keeps a previous run's database (and graph) for REUSE.
@@ -603,6 +605,7 @@ def main() -> int:
     (out / f"{RESULTS}.json").write_text(
         json.dumps(
             {
+                "machine": machine.describe(),
                 "queries": QUERIES,
                 "k": K,
                 "hnsw": {
@@ -617,7 +620,7 @@ def main() -> int:
             indent=2,
         )
     )
-    table = []
+    table = [f"Machine: {machine.summary(machine.describe())}.", ""]
     for summary, rows in results:
         table += [
             f"**{summary['corpus']}**: {summary['description']}; {summary['size']:,} chunks, "
