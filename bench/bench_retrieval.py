@@ -602,10 +602,11 @@ def main() -> int:
     m, ef_construction = graph_parameters()
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
+    ran_on = machine.describe()
     (out / f"{RESULTS}.json").write_text(
         json.dumps(
             {
-                "machine": machine.describe(),
+                "machine": ran_on,
                 "queries": QUERIES,
                 "k": K,
                 "hnsw": {
@@ -620,7 +621,7 @@ def main() -> int:
             indent=2,
         )
     )
-    table = [f"Machine: {machine.summary(machine.describe())}.", ""]
+    table = [f"Machine: {machine.summary(ran_on)}.", ""]
     for summary, rows in results:
         table += [
             f"**{summary['corpus']}**: {summary['description']}; {summary['size']:,} chunks, "

@@ -2,14 +2,14 @@
 judged on a sealed one.
 
     .venv/bin/python -m infra.run script bench/guard_spent.py
-    EXTRA=a.jsonl,b.jsonl OUT=/tmp/b.json .venv/bin/python -m infra.run script bench/guard_spent.py
+    EXTRA=dir1,dir2 OUT=/tmp/b.json .venv/bin/python -m infra.run script bench/guard_spent.py
 
 Runs `orchestration.injection.scan` at the deployed thresholds over the in-sample corpus and
 every `bench/data/guards/heldoutN` split (never `sealed/`), and prints per split: attacks
 detected (flagged or blocked) and blocked, benign blocked and flagged or blocked. `EXTRA`:
-training files (the corpus's JSONL format) added to the learned detector's fit for this run
-only. `OUT`: a JSON file with each line's split, label, action, deciding detector and scores
-(no texts), to compare two runs line by line.
+folders laid out as the training corpus (`attacks.jsonl`, `benign.jsonl`), added to the
+learned detector's fit for this run only. `OUT`: a JSON file with each line's split, label,
+action, deciding detector and scores (no texts), to compare two runs line by line.
 
 These splits are spent: every figure here is development evidence. A change is judged on a
 sealed split, with its rule written down first (docs/BENCHMARKS.md, parts I–N).
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings.dev")
 
-from bench.bench_guards import DATA, blind_split_numbers  # noqa: E402
+from bench.bench_guards import DATA, blind_split_numbers, load_corpus  # noqa: E402
 
 
 def spent_splits() -> list[Path]:
@@ -42,15 +42,15 @@ def fit_with(extra: list[Path]) -> None:
     from orchestration import guard_model
 
     rows = guard_model.load_corpus()
-    texts = [r.text for r in rows]
-    labels = [r.attack for r in rows]
-    vectors = guard_model.corpus_embeddings(texts)
-    for path in extra:
-        added = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-        texts += [item["text"] for item in added]
-        labels += [item["label"] == "attack" for item in added]
-        vectors = np.concatenate([vectors, guard_model.embed_corpus([a["text"] for a in added])])
-    guard_model._model = guard_model.fit(texts, labels, vectors)
+    added = [row for directory in extra for row in guard_model.load_corpus(directory)]
+    texts = [r.text for r in rows + added]
+    vectors = np.concatenate(
+        [
+            guard_model.corpus_embeddings(texts[: len(rows)]),
+            guard_model.embed_corpus(texts[len(rows) :]),
+        ]
+    )
+    guard_model._model = guard_model.fit(texts, [r.attack for r in rows + added], vectors)
 
 
 def scan_split(directory: Path) -> list[dict[str, Any]]:
@@ -58,19 +58,17 @@ def scan_split(directory: Path) -> list[dict[str, Any]]:
 
     thresholds = Thresholds.from_settings("GUARD_INPUT_THRESHOLDS")
     out = []
-    for name in ("attacks.jsonl", "benign.jsonl"):
-        for line in (directory / name).read_text(encoding="utf-8").splitlines():
-            item = json.loads(line)
-            verdict = scan(item["text"], thresholds)
-            out.append(
-                {
-                    "split": directory.name,
-                    "label": item["label"],
-                    "action": int(verdict.action),
-                    "detector": verdict.detector,
-                    "scores": verdict.scores,
-                }
-            )
+    for row in load_corpus(directory):
+        verdict = scan(row.text, thresholds)
+        out.append(
+            {
+                "split": directory.name,
+                "label": row.label,
+                "action": int(verdict.action),
+                "detector": verdict.detector,
+                "scores": verdict.scores,
+            }
+        )
     return out
 
 
