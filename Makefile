@@ -19,11 +19,11 @@ $(STAMP): requirements.lock
 
 ## Start PostgreSQL + Redis (embedded), migrate, seed the demo, a Celery worker and the
 ## web server on http://127.0.0.1:$(PORT). Ctrl-C stops everything it started.
-run: venv guard-static
+run: venv
 	$(BIN)/python -m infra.run serve
 
 ## The whole test suite against real PostgreSQL + pgvector and Redis.
-test: venv browser-deps gateway-deps guard-static
+test: venv browser-deps gateway-deps
 	$(BIN)/python -m infra.run test $(PYTEST_ARGS)
 
 ## Filtered vector search: recall, rows and latency per strategy (SIZE=100000 by default).
@@ -62,11 +62,6 @@ clean: stop
 ## Review a generated 200-element architecture (ELEMENTS=..., RUNS=...): timing per stage.
 bench-design-review: venv
 	ELEMENTS=$(or $(ELEMENTS),200) RUNS=$(or $(RUNS),30) $(BIN)/python bench/bench_design_review.py
-
-.PHONY: guard-static
-## Distil the injection guards' static model from the pinned MiniLM (once, about 25 s).
-guard-static: venv
-	@$(BIN)/python manage.py guard_static_model
 
 .PHONY: guard-embeddings
 ## Recompute the learned guard's training-corpus embeddings after editing its corpus.

@@ -17,13 +17,6 @@ with vectors within cosine 0.97 (mean 0.99) of the full-precision ones. The guar
 for their inputs and their reference texts; the learned detector's training corpus ships
 full-precision vectors, the only ones that are the same on every CPU. Search queries keep
 full precision, because they are compared with stored chunk vectors.
-
-`GUARD_EMBEDDING=static` gives the guards a static embedding instead: Model2Vec distils the
-pinned model once (every vocabulary token through the verified transformer, about half a
-minute on two cores) into one vector per token, and a text's vector is the mean of its
-tokens'. No transformer runs per text: a long input's pieces embed in a few milliseconds
-instead of 15 ms each. The distilled vectors are written once under `GUARD_STATIC_MODEL_DIR`
-(`make venv` does it) with their SHA-256 beside them, checked on every load.
 """
 
 from __future__ import annotations
@@ -41,10 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from django.conf import settings
 
-from app.logs import get_logger
-
 if TYPE_CHECKING:
-    from model2vec import StaticModel
     from sentence_transformers import SentenceTransformer
 
 EMBEDDING_DIM = 384
@@ -52,11 +42,9 @@ BATCH_SIZE = 32
 # With EMBEDDING_RUNTIME=auto, this many texts or more go to PyTorch on every core: for
 # batches of long chunks it keeps up with ONNX Runtime on two threads and beats it on one.
 BULK_TEXTS = 16
-log = get_logger("broker.embeddings")
 _lock = threading.Lock()
 _loaded: dict[Path, SentenceTransformer] = {}
 _encoders: dict[tuple[Path, bool, int | None], OnnxEncoder] = {}
-_static: dict[Path, StaticModel] = {}
 
 
 class ModelIntegrityError(RuntimeError):
@@ -286,96 +274,11 @@ def guard_encoder(*, int8: bool) -> OnnxEncoder:
     return get_encoder(int8=int8, layers=settings.GUARD_EMBEDDING_LAYERS)
 
 
-def static_model_dir() -> Path:
-    """Where the guards' static model distilled from the pinned weights lives: named by the
-    weights' digest and the Model2Vec version, so either changing makes a new one."""
-    import model2vec
-
-    base = Path(settings.GUARD_STATIC_MODEL_DIR or Path(settings.VAR_DIR) / "models")
-    name = f"guard-static-{settings.EMBEDDING_MODEL_SHA256[:16]}-m2v{model2vec.__version__}"
-    return base / name
-
-
-_STATIC_WEIGHTS = "model.safetensors"
-_STATIC_DIGEST = "model.safetensors.sha256"
-
-
-def distil_static_model(target: Path) -> Path:
-    """Distil the pinned model (digest verified first) into a static model at `target`.
-    Written to a temporary folder beside it and renamed, so a reader never sees half a
-    model; when two processes race, the first rename wins and the other's copy is removed."""
-    import shutil
-
-    from model2vec.distill import distill
-
-    source = default_model_dir()
-    load_model(source, expected_sha256=settings.EMBEDDING_MODEL_SHA256)  # verify, go offline
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".distil-", dir=target.parent))
-    try:
-        # No PCA: all 384 dimensions. 256 blocked more benign lines on the spent guard
-        # splits (docs/BENCHMARKS.md, part O).
-        model = distill(model_name=str(source), pca_dims=None, device="cpu")
-        model.save_pretrained(str(staging))
-        digest = sha256_of(staging / _STATIC_WEIGHTS)
-        (staging / _STATIC_DIGEST).write_text(digest + "\n")
-        try:
-            staging.rename(target)
-        except OSError:
-            if not (target / _STATIC_DIGEST).is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
-def load_static_model(directory: Path) -> StaticModel:
-    """Load a distilled static model after checking its weights against the digest written
-    when it was distilled (a changed or truncated file refuses to load)."""
-    weights = directory / _STATIC_WEIGHTS
-    digest_file = directory / _STATIC_DIGEST
-    if not weights.is_file() or not digest_file.is_file():
-        raise ModelIntegrityError(f"no distilled guard model at {directory}")
-    expected = digest_file.read_text().strip()
-    actual = sha256_of(weights)
-    if actual != expected:
-        raise ModelIntegrityError(
-            f"guard static model digest mismatch: expected {expected}, found {actual}; "
-            "refusing to load"
-        )
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    from model2vec import StaticModel
-
-    return StaticModel.from_pretrained(str(directory), force_download=False)
-
-
-def static_model() -> StaticModel:
-    """The process's static guard model, distilled first if it is not on disk yet."""
-    directory = static_model_dir()
-    with _lock:
-        if directory not in _static:
-            if not (directory / _STATIC_DIGEST).is_file():
-                log.warning("guard_static_model_distilling", directory=str(directory))
-                distil_static_model(directory)
-            _static[directory] = load_static_model(directory)
-        return _static[directory]
-
-
-def embed_static(texts: list[str]) -> np.ndarray:
-    """Unit vectors from the static model: the mean of each text's token vectors."""
-    vectors = static_model().encode(list(texts), use_multiprocessing=False).astype(np.float32)
-    norms = np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
-    return np.asarray(vectors / norms, dtype=np.float32)
-
-
 def embed_for_guards(texts: list[str]) -> np.ndarray:
-    """Unit embeddings for the injection guards, one row per text: the static model's with
-    GUARD_EMBEDDING=static, else the transformer's (int8 weights unless
-    GUARD_EMBEDDING_INT8 is off; the first GUARD_EMBEDDING_LAYERS encoder layers)."""
+    """Unit embeddings for the injection guards (int8 weights unless GUARD_EMBEDDING_INT8
+    is off; the first GUARD_EMBEDDING_LAYERS encoder layers), one row per text."""
     if not texts:
         return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
-    if settings.GUARD_EMBEDDING == "static":
-        return embed_static(texts)
     if settings.GUARD_EMBEDDING_INT8:
         # One text per run: activations are quantised with one scale per run, so in a batch
         # a text's vector would depend on the texts beside it.

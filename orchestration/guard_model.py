@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from django.conf import settings
 
 from app.logs import get_logger
 
@@ -154,6 +153,8 @@ def fit(
 def corpus_digest(texts: Sequence[str]) -> str:
     """What the shipped embeddings were computed from: the pinned model, the number of its
     layers the guards keep, full precision, and every text."""
+    from django.conf import settings
+
     digest = hashlib.sha256(settings.EMBEDDING_MODEL_SHA256.encode())
     digest.update(f"\0layers={settings.GUARD_EMBEDDING_LAYERS}\0fp32".encode())
     for text in texts:
@@ -162,22 +163,17 @@ def corpus_digest(texts: Sequence[str]) -> str:
 
 
 def embed_corpus(texts: Sequence[str]) -> np.ndarray:
-    """Unit embeddings of training texts: the static model's (as at run time), or the
-    transformer's guard layers at full precision on ONNX Runtime."""
-    from broker.embeddings import embed_static, guard_encoder
+    """Full-precision unit embeddings from the guards' layers of the model, on ONNX Runtime
+    whatever the number of texts."""
+    from broker.embeddings import guard_encoder
 
-    if settings.GUARD_EMBEDDING == "static":
-        return embed_static(list(texts))
     return guard_encoder(int8=False).encode(list(texts))
 
 
 def corpus_embeddings(texts: Sequence[str]) -> np.ndarray:
-    """The shipped embeddings when they match `texts` and the model, else fresh ones. The
-    static model embeds the whole corpus in about a second: nothing ships for it."""
+    """The shipped embeddings when they match `texts` and the model, else fresh ones."""
     from broker.embeddings import EMBEDDING_DIM
 
-    if settings.GUARD_EMBEDDING == "static":
-        return embed_corpus(texts)
     if EMBEDDINGS_DIGEST.is_file() and EMBEDDINGS.is_file():
         if EMBEDDINGS_DIGEST.read_text().strip() == corpus_digest(texts):
             vectors = np.load(EMBEDDINGS, allow_pickle=False)

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import dj_database_url
-from django.core.exceptions import ImproperlyConfigured
 
 from app.logs import configure_structlog, logging_config
 
@@ -251,13 +250,6 @@ GUARD_EMBEDDING_INT8 = env_bool("GUARD_EMBEDDING_INT8", True)
 # and 2 more benign lines were blocked (docs/BENCHMARKS.md, "The judgement on held-out 17").
 # After changing it, run `make guard-embeddings` (the learned detector's corpus vectors).
 GUARD_EMBEDDING_LAYERS = env_int("GUARD_EMBEDDING_LAYERS", 6)
-# What the injection guards embed with: "minilm" (the transformer above) or "static" (a
-# Model2Vec static model distilled from the same pinned weights; no transformer per text).
-GUARD_EMBEDDING = os.environ.get("GUARD_EMBEDDING", "minilm")
-if GUARD_EMBEDDING not in ("minilm", "static"):
-    raise ImproperlyConfigured("GUARD_EMBEDDING must be 'minilm' or 'static'")
-# Where the distilled static model is written (default: var/models).
-GUARD_STATIC_MODEL_DIR = os.environ.get("GUARD_STATIC_MODEL_DIR", "")
 # The offline local provider may only see tiers up to this one unless explicitly allowed.
 LOCAL_PROVIDER_MAX_TIER = os.environ.get("LOCAL_PROVIDER_MAX_TIER", "restricted")
 
