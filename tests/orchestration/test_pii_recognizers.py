@@ -183,6 +183,70 @@ def test_a_word_from_the_list_of_many_countries_that_is_no_name(text):
     assert _names_found(text) == []
 
 
+@pytest.mark.parametrize(
+    ("message", "without_the_pronoun", "name"),
+    [
+        (
+            "Tembeka needs someone to sign for the parcel, she is in a meeting.",
+            "Tembeka needs someone to sign for the parcel, it is in the hall.",
+            "Tembeka",
+        ),
+        (
+            "Onyekachi has the storeroom keys, so get them from him first.",
+            "Onyekachi has the storeroom keys, so get them from it first.",
+            "Onyekachi",
+        ),
+        (
+            "Mpumelelo's request to work remotely needs her manager's approval.",
+            "Mpumelelo's request to work remotely needs the manager's approval.",
+            "Mpumelelo",
+        ),
+        (
+            "tell nokuthulani the stock take moved to friday and she'll get overtime for it",
+            "tell nokuthulani the stock take moved to friday and the team gets overtime",
+            "nokuthulani",
+        ),
+    ],
+)
+def test_one_unfamiliar_word_a_persons_pronoun_refers_back_to(message, without_the_pronoun, name):
+    """A word English does not know, in no list and in no position only a person fits, is
+    a name when "he", "she", "his", "her" later refers back to it, and only then."""
+    sent = _sent(message)
+    assert name not in sent, sent
+    assert _names_found(message) == [name]
+    assert _names_found(without_the_pronoun) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Summarise this incident review, he wrote it in a hurry.",  # British spelling
+        "Can you teach me to order coffee in English? He's 9.",  # a surname English knows
+        "Nkansah Consulting lost the bid and she was not surprised.",  # an organisation
+    ],
+)
+def test_a_word_before_a_persons_pronoun_that_is_no_name(text):
+    assert _names_found(text) == []
+
+
+def test_the_pronoun_means_a_name_found_before_it_but_not_what_follows_the():
+    """Whom "she" means is the name found first, not an unfamiliar word before it; a word
+    after "the" is no one's name, so spaCy calling it a person does not count."""
+    from orchestration.names import name_lists
+    from orchestration.pii_recognizers import _message, _referred_to
+
+    text = "Quillbox restarted the pod and Sarah said she would check the logs."
+    message = _message(text, name_lists())
+    sarah = text.index("Sarah")
+    assert _referred_to(message, []) == [(0, len("Quillbox"), 0.5)]
+    assert _referred_to(message, [(sarah, sarah + 5, 0.85)]) == []
+
+    text = "Zodwa has the keys to the Kaizen storeroom, get them from him."
+    message = _message(text, name_lists())
+    kaizen = text.index("Kaizen")
+    assert _referred_to(message, [(kaizen, kaizen + 6, 0.85)]) == [(0, len("Zodwa"), 0.5)]
+
+
 def test_a_company_after_a_name_and_a_comma_is_not_listed_with_it():
     text = "Send the contract to Alex Rivera, Contoso and the auditors."
     assert _names_found(text) == ["Alex Rivera"]
