@@ -331,7 +331,7 @@ def _pii_recall(samples: list[tuple[str, list[tuple[str, str]]]], server: Any) -
 # mentioning a person (bench/data/pii/names/README.md). `dev` may be read while developing
 # the recogniser; the judge splits are scored as numbers only, their texts never printed.
 WRITTEN_NAMES = Path(__file__).parent / "data" / "pii" / "names"
-WRITTEN_SPLITS = ("dev", "judge", "judge2", "judge3", "judge4")  # later ones: blind when added
+WRITTEN_SPLITS = ("dev", "judge", "judge2", "judge3", "judge4", "judge5")  # later: blind when added
 
 
 def written_names(split: str) -> list[tuple[str, list[tuple[str, str]]]]:

@@ -18,9 +18,8 @@ English, that spaCy does not call a place and that no organisation word ("Analyt
 way, except where only a person fits: before "said", "is on leave" or "is chasing", after
 "ask" or "check with", with a person's things ("Ouma's flight"), "from the … team", in a
 greeting or a sign-off, with a name's honorific suffix ("Takahashi-san"), or joined by "and"
-to a name already found, or when a person's pronoun later refers back to it ("Kasia needs
-someone to sign, she's in a meeting") and no name came before the pronoun. In a message
-typed all in lower case, two such words side by side count.
+to a name already found. In a message typed all in lower case, two such words side by side
+count.
 
 A list of given names and surnames from many countries (data/names/world_names.txt, from
 Faker's locales) lets one word be a name anywhere ("Ifeoma will cover"), if it is in title
@@ -182,11 +181,16 @@ class NameGazetteerRecognizer(EntityRecognizer):  # type: ignore[misc]
         if "PERSON" not in entities:
             return []
         lists = name_lists()
-        message = _message(text, lists, nlp_artifacts)
+        message = _Message(
+            text,
+            [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)],
+            lists,
+            english=_english(text, lists),
+            places=_places(nlp_artifacts),
+        )
         spans = _name_spans(message)
         if message.english:
-            people = spans + _people(nlp_artifacts)
-            spans += _listed_with(text, people, lists) + _referred_to(message, people)
+            spans += _listed_with(text, spans + _people(nlp_artifacts), lists)
         results: list[RecognizerResult] = []
         for start, end, score in spans:
             degree = _DOTTED_DEGREE.match(text, end)
@@ -285,16 +289,6 @@ class _Message:
         if before in _ADDRESSING:
             return True
         return i > 1 and f"{_bare(self.word(i - 2))} {before}" in _ADDRESSING
-
-
-def _message(text: str, lists: NameLists, nlp_artifacts: Any = None) -> _Message:
-    return _Message(
-        text,
-        [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)],
-        lists,
-        english=_english(text, lists),
-        places=_places(nlp_artifacts),
-    )
 
 
 def _name_spans(m: _Message) -> list[Span]:
@@ -689,54 +683,6 @@ def _listed_with(text: str, found: list[Span], lists: NameLists) -> list[Span]:
             if _capitalised(word) and _may_be_name(word, lists):
                 out.append((match.start(1), match.end(1), 0.6))
     return out
-
-
-# A person's pronoun: "he", "she's", "his", "her", "him", "himself".
-_PRONOUN = re.compile(r"\b(?i:he|she|him|his|her|hers|himself|herself)\b")
-_THE = re.compile(r"\b(?i:the)[ \t]+\Z")
-
-
-def _referred_to(m: _Message, found: list[Span]) -> list[Span]:
-    """ "Kasia needs someone to sign for the courier, she's stuck in a meeting": the first
-    unfamiliar word before a person's pronoun is the person it refers back to, when no name
-    was found before the pronoun (the pronoun would mean that one), spaCy does not call the
-    word a place and no organisation word follows it. Products and places are "it". What
-    follows "the" is no one's name ("the Kaizen storeroom"), whatever spaCy said. In a
-    message typed all in lower case ("tell litia … she'll get overtime"), a word of four
-    letters or more that English does not know."""
-    pronoun = _PRONOUN.search(m.text)
-    if not m.english or pronoun is None:
-        return []
-    if any(s < pronoun.start() and not _THE.search(m.text, 0, s) for s, _, _ in found):
-        return []
-    lower_case = not any(ch.isupper() for ch in m.text)
-    for i, (word, start, end) in enumerate(m.tokens):
-        if start >= pronoun.start():
-            break
-        if lower_case:
-            bare_word = word.rstrip(".")
-            if len(bare_word) >= 4 and _unfamiliar(bare_word.capitalize(), m.lists):
-                return [(start, start + len(bare_word), 0.5)]
-            continue
-        if not _unfamiliar(word, m.lists) or _known_otherwise(word, m.lists):
-            continue
-        if m.in_place(start, end) or (
-            i + 1 < len(m.tokens) and _bare(m.word(i + 1)) in _ORGANISATION_WORDS
-        ):
-            continue
-        possessive = _POSSESSIVE.search(word.rstrip("."))
-        if possessive:  # "Shenouda's request": the name, not its "'s"
-            end = start + possessive.start()
-        return [(start, end if possessive else m.extend(i, end), 0.5)]
-    return []
-
-
-def _known_otherwise(word: str, lists: NameLists) -> bool:
-    """English knows the word as a proper noun ("English", also a surname), or in its
-    American spelling ("Summarise")."""
-    written = _CONTRACTION.sub("", word.rstrip(".")).lower()
-    american = re.sub(r"is(e|es|ed|ing|ation)$", r"iz\1", written)
-    return written in lists.english_proper or american in lists.english_words
 
 
 def _ends_sentence(token: str) -> bool:
