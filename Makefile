@@ -79,6 +79,11 @@ bench-garak: venv
 bench-guards: venv
 	$(BIN)/python -m infra.run script bench/bench_guards.py
 
+.PHONY: bench-guard-ab
+## One guard setting, two values, in the same process: SETTING=... A=... B=... SPLITS=...
+bench-guard-ab: venv
+	$(BIN)/python -m infra.run script bench/guard_ab.py
+
 .PHONY: gateway gateway-deps
 
 ## nginx (TLS 1.2+, HSTS, limit_req, ModSecurity + OWASP CRS) on https://127.0.0.1:8443

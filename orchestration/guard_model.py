@@ -89,9 +89,12 @@ class GuardModel:
     def blocks(self, texts: Sequence[str], vectors: np.ndarray) -> list[Any]:
         """The feature blocks, in the regression's column order: the scaled embeddings
         (dense), then each vectoriser's n-grams (sparse)."""
-        lowered = [t.lower() for t in texts]
         dense = np.asarray(vectors, dtype=np.float64) * self.embedding_weight
-        return [dense, *(v.transform(lowered) for v in self.vectorizers)]
+        return [dense, *self._ngram_blocks(texts)]
+
+    def _ngram_blocks(self, texts: Sequence[str]) -> list[Any]:
+        lowered = [t.lower() for t in texts]
+        return [v.transform(lowered) for v in self.vectorizers]
 
     def features(self, texts: Sequence[str], vectors: np.ndarray) -> Any:
         from scipy.sparse import csr_matrix, hstack
@@ -99,26 +102,52 @@ class GuardModel:
         dense, *sparse = self.blocks(texts, vectors)
         return hstack([csr_matrix(dense), *sparse], format="csr")
 
-    def probabilities(self, texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
-        """P(attack) per text; `vectors` are the texts' unit MiniLM embeddings.
+    def text_logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Per text, the regression's intercept plus its n-gram terms: the learned score's
+        logit without the embedding's part, so without running the transformer."""
+        weights = self.classifier.coef_[0]
+        logits = np.full(len(texts), float(self.classifier.intercept_[0]))
+        if not texts:
+            return logits
+        offset = weights.size - sum(len(v.vocabulary_) for v in self.vectorizers)
+        for block in self._ngram_blocks(texts):
+            logits += block @ weights[offset : offset + block.shape[1]]
+            offset += block.shape[1]
+        return logits
+
+    def probabilities(
+        self, texts: Sequence[str], vectors: np.ndarray, text_logits: np.ndarray | None = None
+    ) -> np.ndarray:
+        """P(attack) per text; `vectors` are the texts' unit MiniLM embeddings, and
+        `text_logits` their `text_logits` when already computed.
 
         The regression's own formula, sigmoid(w.x + b), summed block by block: the same
         result as `classifier.predict_proba(self.features(...))` without building the
         stacked sparse matrix, which took about a quarter of the step."""
         if not texts:
             return np.zeros(0)
-        weights = self.classifier.coef_[0]
-        logits = np.full(len(texts), self.classifier.intercept_[0])
-        offset = 0
-        for block in self.blocks(texts, vectors):
-            logits += block @ weights[offset : offset + block.shape[1]]
-            offset += block.shape[1]
+        if text_logits is None:
+            text_logits = self.text_logits(texts)
+        dense = np.asarray(vectors, dtype=np.float64) * self.embedding_weight
+        logits = text_logits + dense @ self.classifier.coef_[0][: dense.shape[1]]
         return np.asarray(1.0 / (1.0 + np.exp(-logits)))
 
-    def score(self, texts: Sequence[str], vectors: np.ndarray) -> float:
+    def score(
+        self, texts: Sequence[str], vectors: np.ndarray, text_logits: np.ndarray | None = None
+    ) -> float:
         """The highest P(attack) among the pieces of one message."""
-        probabilities = self.probabilities(texts, vectors)
+        probabilities = self.probabilities(texts, vectors, text_logits)
         return float(probabilities.max()) if probabilities.size else 0.0
+
+
+def most_suspicious(text_logits: np.ndarray, k: int) -> list[int]:
+    """The indices of the `k` highest n-gram logits, in ascending order (every index when
+    `k` < 1 or there are no more than `k`): which pieces of a long input are worth the
+    transformer. The n-grams are the learned model's own, so a piece they rank low would
+    need its embedding alone to lift it over a flag threshold."""
+    if k < 1 or len(text_logits) <= k:
+        return list(range(len(text_logits)))
+    return sorted(int(i) for i in np.argsort(-text_logits, kind="stable")[:k])
 
 
 def fit(

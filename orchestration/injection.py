@@ -573,12 +573,21 @@ def scan(text: str, thresholds: Thresholds, *, views: Views | None = None) -> Ve
     # blocked; they share one embedding of the text's pieces.
     if action < Action.BLOCK and thresholds.use_similarity:
         pieces = pieces_of(list(views.semantic[:4]), anchors=thresholds.similarity_anchors)
+        model, text_logits = None, None
+        if thresholds.use_learned:
+            from orchestration.guard_model import guard_model, most_suspicious
+
+            model = guard_model()
+            # The transformer is most of the scan's time, one run per piece: a long input
+            # embeds only the pieces the learned detector's n-grams rank most suspicious
+            # (docs/BENCHMARKS.md, "Guardrails, part P").
+            text_logits = model.text_logits(pieces)
+            keep = most_suspicious(text_logits, settings.GUARD_EMBEDDING_MAX_PIECES)
+            pieces, text_logits = [pieces[i] for i in keep], text_logits[keep]
         vectors = embed_pieces(pieces) if pieces else np.zeros((0, 0), dtype=np.float32)
         scores["similarity"] = similarity_of(vectors, anchors=thresholds.similarity_anchors)
-        if thresholds.use_learned:
-            from orchestration.guard_model import guard_model
-
-            scores["learned"] = guard_model().score(pieces, vectors)
+        if model is not None:
+            scores["learned"] = model.score(pieces, vectors, text_logits)
         action, decided_by = decide(scores, thresholds)
     if action < Action.BLOCK:
         clf = classifier_score(views.semantic[0])

@@ -250,6 +250,10 @@ GUARD_EMBEDDING_INT8 = env_bool("GUARD_EMBEDDING_INT8", True)
 # and 2 more benign lines were blocked (docs/BENCHMARKS.md, "The judgement on held-out 17").
 # After changing it, run `make guard-embeddings` (the learned detector's corpus vectors).
 GUARD_EMBEDDING_LAYERS = env_int("GUARD_EMBEDDING_LAYERS", 6)
+# The most pieces of one input the injection guards embed: a long input's pieces are ranked
+# by the learned detector's n-gram terms and only the top ones run through the transformer
+# (0: every piece). Judged on held-out 19 (docs/BENCHMARKS.md, "Guardrails, part P").
+GUARD_EMBEDDING_MAX_PIECES = env_int("GUARD_EMBEDDING_MAX_PIECES", 2)
 # The offline local provider may only see tiers up to this one unless explicitly allowed.
 LOCAL_PROVIDER_MAX_TIER = os.environ.get("LOCAL_PROVIDER_MAX_TIER", "restricted")
 
