@@ -84,6 +84,11 @@ bench-guards: venv
 bench-guard-ab: venv
 	$(BIN)/python -m infra.run script bench/guard_ab.py
 
+.PHONY: bench-guard-decoy
+## Adaptive placements (decoy pieces, a long benign tail) against the scan's piece selection.
+bench-guard-decoy: venv
+	$(BIN)/python -m infra.run script bench/guard_decoy.py
+
 .PHONY: gateway gateway-deps
 
 ## nginx (TLS 1.2+, HSTS, limit_req, ModSecurity + OWASP CRS) on https://127.0.0.1:8443

@@ -140,14 +140,20 @@ class GuardModel:
         return float(probabilities.max()) if probabilities.size else 0.0
 
 
-def most_suspicious(text_logits: np.ndarray, k: int) -> list[int]:
-    """The indices of the `k` highest n-gram logits, in ascending order (every index when
-    `k` < 1 or there are no more than `k`): which pieces of a long input are worth the
-    transformer. The n-grams are the learned model's own, so a piece they rank low would
-    need its embedding alone to lift it over a flag threshold."""
+def most_suspicious(text_logits: np.ndarray, k: int, floor: float | None = None) -> list[int]:
+    """The indices of the pieces worth the transformer, in ascending order: the `k`
+    highest n-gram logits, and every piece whose logit reaches `floor` (every index when
+    `k` < 1 or there are no more than `k`). The n-grams are the learned model's own, so a
+    piece they rank low would need its embedding alone to lift it over a flag threshold.
+
+    The floor makes a piece's place in the set its own business: decoy pieces that rank
+    higher cannot push an instruction whose n-grams reach the floor out of it."""
     if k < 1 or len(text_logits) <= k:
         return list(range(len(text_logits)))
-    return sorted(int(i) for i in np.argsort(-text_logits, kind="stable")[:k])
+    chosen = {int(i) for i in np.argsort(-text_logits, kind="stable")[:k]}
+    if floor is not None:
+        chosen.update(int(i) for i in np.flatnonzero(text_logits >= floor))
+    return sorted(chosen)
 
 
 def fit(

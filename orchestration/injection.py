@@ -370,9 +370,11 @@ def reference_embeddings(anchors: str = "input") -> tuple[np.ndarray, np.ndarray
     return attacks, benign
 
 
-def segments(text: str, *, max_words: int = 48, max_segments: int = 12) -> list[str]:
+def segments(text: str, *, max_words: int = 48) -> list[str]:
     """The text itself (when short) and its sentences grouped into windows, so one
-    instruction inside a long passage is not diluted by the rest."""
+    instruction inside a long passage is not diluted by the rest. Every window: an
+    instruction after the twelfth was once never embedded (docs/BENCHMARKS.md, part Q); the
+    input's length is bounded by the API, and the scan embeds only the pieces it ranks."""
     words = text.split()
     if len(words) <= max_words:
         return [text]
@@ -386,7 +388,7 @@ def segments(text: str, *, max_words: int = 48, max_segments: int = 12) -> list[
         current.extend(sentence_words[:max_words])
     if current:
         out.append(" ".join(current))
-    return out[:max_segments]
+    return out
 
 
 def sentences(text: str, *, max_sentences: int = 24) -> list[str]:
@@ -582,7 +584,11 @@ def scan(text: str, thresholds: Thresholds, *, views: Views | None = None) -> Ve
             # embeds only the pieces the learned detector's n-grams rank most suspicious
             # (docs/BENCHMARKS.md, "Guardrails, part P").
             text_logits = model.text_logits(pieces)
-            keep = most_suspicious(text_logits, settings.GUARD_EMBEDDING_MAX_PIECES)
+            keep = most_suspicious(
+                text_logits,
+                settings.GUARD_EMBEDDING_MAX_PIECES,
+                settings.GUARD_EMBEDDING_FLOOR_LOGIT,
+            )
             pieces, text_logits = [pieces[i] for i in keep], text_logits[keep]
         vectors = embed_pieces(pieces) if pieces else np.zeros((0, 0), dtype=np.float32)
         scores["similarity"] = similarity_of(vectors, anchors=thresholds.similarity_anchors)

@@ -26,6 +26,14 @@ def env_int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
+def env_float(name: str, default: float | None) -> float | None:
+    """A number, or `default` when unset; "none" (any case) turns the setting off."""
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return default
+    return None if value.strip().lower() == "none" else float(value)
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     value = os.environ.get(name)
     if value is None:
@@ -255,6 +263,10 @@ GUARD_EMBEDDING_LAYERS = env_int("GUARD_EMBEDDING_LAYERS", 6)
 # (0: every piece). Kept after held-out 19: no attack lost, the guard's total p95 on long
 # inputs 19% lower (docs/BENCHMARKS.md, "Guardrails, part P").
 GUARD_EMBEDDING_MAX_PIECES = env_int("GUARD_EMBEDDING_MAX_PIECES", 2)
+# ... and every piece whose n-gram logit reaches this floor, however many rank above it, so
+# decoy pieces put ahead of an instruction cannot push it out ("none": off; docs/BENCHMARKS.md,
+# "Guardrails, part Q").
+GUARD_EMBEDDING_FLOOR_LOGIT = env_float("GUARD_EMBEDDING_FLOOR_LOGIT", -2.0)
 # The offline local provider may only see tiers up to this one unless explicitly allowed.
 LOCAL_PROVIDER_MAX_TIER = os.environ.get("LOCAL_PROVIDER_MAX_TIER", "restricted")
 
