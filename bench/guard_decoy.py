@@ -17,11 +17,16 @@ the embedding layers catch — and measures three placements:
 - **decoys after**: the same two sentences after it; a short attack then shares its
   48-word piece with the first of them, which dilutes it whatever is embedded;
 - **tail**: ordinary benign text (spent benign lines) filling the input to about 3,900
-  characters, the attack last (`TAIL` attacks, a fixed sample).
+  characters, the attack last (`TAIL` attacks, a fixed sample);
+- **run-on**: 60 words of a spent benign line with its sentence ends turned into commas,
+  then the attack: one sentence longer than a piece, which the segmentation once cut at its
+  48th word.
 
 Each placement is scanned under three configurations in the same process: every piece
 embedded (the reference), the top 2 pieces only, and the deployed settings. Reported:
-attacks still detected (flagged or blocked) per placement and configuration. Writes
+attacks still detected (flagged or blocked) per placement and configuration, and, for
+candidate floors, how many of these attacks a floor leaves exposed and what share of long
+benign inputs' pieces it embeds. Writes
 bench/results/guard_decoy.json and guard_decoy.md; no text of a split is written.
 
 These splits are spent: the figures are evidence about the selection, not detection rates.
@@ -32,10 +37,13 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -45,6 +53,8 @@ from bench import bench_guards, machine  # noqa: E402
 
 INPUT_CHARS = 3900  # under CHAT_MAX_MESSAGE_CHARS (4,000)
 SENTENCE_END = (".", "?", "!")
+RUN_ON_WORDS = 60
+FLOORS = (-0.5, -1.0, -1.5, -2.0, -2.5)  # candidate GUARD_EMBEDDING_FLOOR_LOGIT values
 
 
 def configurations() -> dict[str, dict[str, Any]]:
@@ -132,6 +142,40 @@ def decoys(rows: list[bench_guards.Row], reference: dict[str, Any], n: int = 2) 
     return chosen
 
 
+def floor_evidence(rows: list[bench_guards.Row], attacks: list[str]) -> dict[str, Any]:
+    """What a floor costs and leaves, per candidate value: the embedding-only attacks whose
+    n-gram logit falls below it (these a decoy can still push out of the embedded set), and
+    the share of the pieces of long benign inputs (three pieces or more) that reach it
+    (these are embedded besides the top k, so they are the floor's latency cost)."""
+    from orchestration.guard_model import guard_model
+    from orchestration.injection import segments
+
+    model = guard_model()
+    attack_logits = model.text_logits(attacks)
+    benign_pieces = [
+        piece
+        for row in rows
+        if row.label == "benign"
+        for pieces in [segments(row.text)]
+        if len(pieces) >= 3
+        for piece in pieces
+    ]
+    benign_logits = model.text_logits(benign_pieces)
+    return {
+        "benign_pieces": len(benign_pieces),
+        "floors": [
+            {
+                "floor": floor,
+                "attacks_below": int(np.sum(attack_logits < floor)),
+                "benign_pieces_reaching": round(float(np.mean(benign_logits >= floor)), 3)
+                if benign_pieces
+                else 0.0,
+            }
+            for floor in FLOORS
+        ],
+    }
+
+
 def tail_input(attack: str, fillers: list[str], seed: int) -> str:
     """Benign text up to about INPUT_CHARS characters, ending on a sentence, then `attack`."""
     rnd = random.Random(seed)
@@ -142,6 +186,13 @@ def tail_input(attack: str, fillers: list[str], seed: int) -> str:
     text = text[:room]
     cut = max(text.rfind(end) for end in SENTENCE_END)
     return f"{text[: cut + 1] if cut > 0 else text} {attack}"
+
+
+def run_on_input(attack: str, fillers: list[str], seed: int) -> str:
+    """`RUN_ON_WORDS` words of a benign line with no sentence end among them, then `attack`."""
+    filler = random.Random(seed).choice(fillers)
+    words = re.sub(r"[.!?\n]+", ",", filler).split()[:RUN_ON_WORDS]
+    return f"{' '.join(words)} {attack}"
 
 
 def run(tail: int) -> dict[str, Any]:
@@ -160,6 +211,10 @@ def run(tail: int) -> dict[str, Any]:
         "decoys": [f"{' '.join(pair)} {attack}" for attack in attacks],
         "decoys after": [f"{attack} {' '.join(pair)}" for attack in attacks],
         "tail": [tail_input(attack, fillers, i) for i, attack in enumerate(sample)],
+        "run-on": [
+            run_on_input(attack, [f for f in fillers if len(f.split()) > RUN_ON_WORDS], i)
+            for i, attack in enumerate(attacks)
+        ],
     }
     table: dict[str, dict[str, int]] = {}
     for placement, texts in placements.items():
@@ -167,6 +222,7 @@ def run(tail: int) -> dict[str, Any]:
         for name, values in configs.items():
             table[placement][name] = sum(detected(text, values) for text in texts)
     tail_pieces = sorted(len(segments(text)) for text in placements["tail"])
+    floors = floor_evidence(rows, attacks)
     return {
         "machine": machine.describe(),
         "configurations": configs,
@@ -176,6 +232,7 @@ def run(tail: int) -> dict[str, Any]:
         if tail_pieces
         else [0, 0],
         "detected": table,
+        "floor_evidence": floors,
         "seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -198,6 +255,20 @@ def markdown(result: dict[str, Any]) -> str:
     for placement, row in result["detected"].items():
         cells = " | ".join(str(row[name]) for name in names)
         lines.append(f"| {placement} | {row['inputs']} | {cells} |")
+    evidence = result["floor_evidence"]
+    lines += [
+        "",
+        f"Candidate floors: attacks above whose n-gram logit is below the floor (a decoy can "
+        f"still outrank them), and the share of the {evidence['benign_pieces']} pieces of "
+        "benign inputs of three or more pieces that reach it (embedded besides the top k):",
+        "",
+        "| floor | attacks below | benign pieces reaching |",
+        "|---|---|---|",
+    ]
+    for entry in evidence["floors"]:
+        lines.append(
+            f"| {entry['floor']} | {entry['attacks_below']} | {entry['benign_pieces_reaching']} |"
+        )
     return "\n".join(lines) + "\n"
 
 

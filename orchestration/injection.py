@@ -372,9 +372,12 @@ def reference_embeddings(anchors: str = "input") -> tuple[np.ndarray, np.ndarray
 
 def segments(text: str, *, max_words: int = 48) -> list[str]:
     """The text itself (when short) and its sentences grouped into windows, so one
-    instruction inside a long passage is not diluted by the rest. Every window: an
-    instruction after the twelfth was once never embedded (docs/BENCHMARKS.md, part Q); the
-    input's length is bounded by the API, and the scan embeds only the pieces it ranks."""
+    instruction inside a long passage is not diluted by the rest. Every word is in a window:
+    an instruction after the twelfth window was once never embedded, nor the words of a
+    sentence past its 48th (docs/BENCHMARKS.md, parts Q and R). A sentence longer than a
+    window is cut into windows that overlap by half, so any run of up to half a window's
+    words lies whole in one of them. The input's length is bounded by the API, and the scan
+    embeds only the pieces it ranks."""
     words = text.split()
     if len(words) <= max_words:
         return [text]
@@ -385,14 +388,27 @@ def segments(text: str, *, max_words: int = 48) -> list[str]:
         if current and len(current) + len(sentence_words) > max_words:
             out.append(" ".join(current))
             current = []
-        current.extend(sentence_words[:max_words])
+        if len(sentence_words) > max_words:
+            out.extend(" ".join(window) for window in _windows(sentence_words, max_words))
+            continue
+        current.extend(sentence_words)
     if current:
         out.append(" ".join(current))
     return out
 
 
-def sentences(text: str, *, max_sentences: int = 24) -> list[str]:
-    """The text's sentences (short fragments joined to the next), at most `max_sentences`."""
+def _windows(words: list[str], size: int) -> list[list[str]]:
+    """`words` (more than `size`) as windows of `size` words starting every `size // 2`
+    words, the last one ending at the last word."""
+    step = max(1, size // 2)
+    starts = list(range(0, len(words) - size, step)) + [len(words) - size]
+    return [words[start : start + size] for start in starts]
+
+
+def sentences(text: str) -> list[str]:
+    """The text's sentences (short fragments joined to the next). Every one: a retrieved
+    passage is a chunk of at most `retrieval.services.CHUNK_SIZE_CHARS` characters, and an
+    instruction after a cap would not be scored (docs/BENCHMARKS.md, part R)."""
     out: list[str] = []
     carry = ""
     for sentence in _SENTENCE.split(text):
@@ -404,7 +420,7 @@ def sentences(text: str, *, max_sentences: int = 24) -> list[str]:
         out.append(sentence)
     if carry:
         out.append(carry)
-    return out[:max_sentences]
+    return out
 
 
 def pieces_of(texts: list[str], *, anchors: str = "input") -> list[str]:

@@ -18,6 +18,15 @@ def test_the_tail_input_fills_the_message_and_ends_with_the_attack() -> None:
     assert text[: -len(BEHIND_DECOYS)].rstrip().endswith(guard_decoy.SENTENCE_END)
 
 
+def test_the_run_on_input_is_one_sentence_ending_with_the_attack() -> None:
+    from orchestration.injection import _SENTENCE
+
+    text = guard_decoy.run_on_input(BEHIND_DECOYS, [LONG_NOTE], seed=1)
+    assert text.endswith(BEHIND_DECOYS)
+    assert len(text.split()) == guard_decoy.RUN_ON_WORDS + len(BEHIND_DECOYS.split())
+    assert len(_SENTENCE.split(text[: -len(BEHIND_DECOYS)])) == 1
+
+
 def test_the_decoys_cost_the_top_two_alone_an_attack_and_not_the_deployed_scan(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -39,3 +48,16 @@ def test_the_decoys_cost_the_top_two_alone_an_attack_and_not_the_deployed_scan(
     assert detected["tail"]["inputs"] == 1
     table = guard_decoy.markdown(result)
     assert "| decoys | 1 | 1 | 0 | 1 |" in table
+
+    # The floor evidence counts the attack against each candidate floor by its own logit.
+    from orchestration.guard_model import guard_model
+
+    logit = float(guard_model().text_logits([BEHIND_DECOYS])[0])
+    evidence = result["floor_evidence"]
+    assert evidence["benign_pieces"] >= 3
+    assert [e["attacks_below"] for e in evidence["floors"]] == [
+        int(logit < floor) for floor in guard_decoy.FLOORS
+    ]
+    reaching = [e["benign_pieces_reaching"] for e in evidence["floors"]]
+    assert reaching == sorted(reaching)  # a lower floor embeds at least as many pieces
+    assert "| -2.0 |" in table

@@ -3,6 +3,7 @@ input scan (attacks that the rules and the similarity layer let through are caug
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -205,6 +206,38 @@ def test_an_instruction_after_a_long_benign_text_is_still_scanned(settings):
     verdict = scan(text, _input())
     assert verdict.action >= Action.FLAG
     assert verdict.detector == "learned"
+
+
+def test_an_instruction_at_the_end_of_a_run_on_sentence_is_still_scanned(settings):
+    """A sentence longer than a window was cut at its 48th word, so an instruction written
+    after 60 words without a full stop was never embedded, whatever the settings."""
+    from orchestration import injection
+
+    filler = " ".join(re.sub(r"[.!?]", ",", s) for s in _NOTE if "content filter" not in s)
+    words = filler.split()[:60]
+    attack = SLIPS_PAST_RULES_AND_SIMILARITY[0]
+    text = f"{' '.join(words)} {attack}"
+    assert len(injection._SENTENCE.split(text)) == 1  # one sentence of 73 words
+    pieces = injection.pieces_of([text])
+    assert any(attack in piece for piece in pieces)
+    verdict = scan(text, _input())
+    assert verdict.action >= Action.FLAG
+    assert verdict.detector == "learned"
+
+
+def test_segments_keep_every_word_and_overlap_a_long_sentence_by_half():
+    from orchestration.injection import segments
+
+    words = [f"w{i}" for i in range(130)]
+    text = "Short opening sentence here. " + " ".join(words) + ". A closing remark follows."
+    pieces = segments(text)
+    covered = {word for piece in pieces for word in piece.rstrip(".").split()}
+    assert set(words) <= covered
+    assert all(len(piece.split()) <= 48 for piece in pieces)
+    # Any run of 24 words of the long sentence lies whole in one piece.
+    for start in range(0, len(words) - 24):
+        run = " ".join(words[start : start + 24])
+        assert any(run in piece for piece in pieces), start
 
 
 # Chosen white-box by bench/guard_decoy.py: the two benign pieces of the spent splits with the

@@ -312,6 +312,15 @@ PLANTED = (
 )
 
 
+def test_context_sentences_are_all_scored_however_many_come_first():
+    """Only a passage's first 24 sentences were once scored: an instruction after thirty
+    short ones was never embedded."""
+    opening = " ".join(f"Bay {n} is for visitors." for n in range(30))
+    pieces = injection.pieces_of([f"{opening} {PLANTED}"], anchors="context")
+    assert len(pieces) > 30
+    assert pieces[-1].startswith("Attention automated assistant")
+
+
 def test_context_similarity_scores_each_sentence_against_document_anchors(settings):
     """A planted instruction inside ordinary prose: scored per sentence against document
     anchors, it stands out; scored as one passage, the prose dilutes it."""
