@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -340,6 +341,7 @@ def _rule_score(views: list[str]) -> tuple[float, tuple[str, ...]]:
 _lock = threading.Lock()
 SIMILARITY_FLOOR = 0.4  # below this cosine to any attack, no similarity signal at all
 SIMILARITY_GAIN = 2.5  # margin of 0.1 over the nearest benign anchor -> 0.75
+PIECE_WORDS = 48  # the most words of one piece the embedding layers score
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
@@ -370,7 +372,7 @@ def reference_embeddings(anchors: str = "input") -> tuple[np.ndarray, np.ndarray
     return attacks, benign
 
 
-def segments(text: str, *, max_words: int = 48) -> list[str]:
+def segments(text: str, *, max_words: int = PIECE_WORDS) -> list[str]:
     """The text itself (when short) and its sentences grouped into windows, so one
     instruction inside a long passage is not diluted by the rest. Every word is in a window:
     an instruction after the twelfth window was once never embedded, nor the words of a
@@ -421,6 +423,48 @@ def sentences(text: str) -> list[str]:
     if carry:
         out.append(carry)
     return out
+
+
+def subpieces(piece: str, *, max_words: int = PIECE_WORDS) -> list[str]:
+    """The parts of one piece that could hold an instruction on their own: its sentences
+    when it has several, else, for a piece over half a window, its half-window windows."""
+    parts = [sentence for sentence in _SENTENCE.split(piece) if sentence.split()]
+    if len(parts) > 1:
+        return parts
+    words = piece.split()
+    half = max_words // 2
+    if len(words) <= half:
+        return []
+    return [" ".join(window) for window in _windows(words, half)]
+
+
+def with_subpieces(
+    pieces: list[str],
+    text_logits: np.ndarray,
+    logits_of: Callable[[list[str]], np.ndarray],
+    margin: float | None,
+) -> tuple[list[str], np.ndarray]:
+    """`pieces` plus those of their subpieces whose n-gram logit exceeds their own piece's
+    by `margin`: an instruction sharing a piece with benign text is diluted by it, whichever
+    pieces are embedded (docs/BENCHMARKS.md, parts Q–S). `margin` None: unchanged."""
+    if margin is None:
+        return pieces, text_logits
+    parents: list[int] = []
+    candidates: list[str] = []
+    for index, piece in enumerate(pieces):
+        for part in subpieces(piece):
+            parents.append(index)
+            candidates.append(part)
+    if not candidates:
+        return pieces, text_logits
+    logits = logits_of(candidates)
+    keep = [i for i, parent in enumerate(parents) if logits[i] >= text_logits[parent] + margin]
+    if not keep:
+        return pieces, text_logits
+    return (
+        [*pieces, *(candidates[i] for i in keep)],
+        np.concatenate([text_logits, logits[keep]]),
+    )
 
 
 def pieces_of(texts: list[str], *, anchors: str = "input") -> list[str]:
@@ -600,16 +644,37 @@ def scan(text: str, thresholds: Thresholds, *, views: Views | None = None) -> Ve
             # embeds only the pieces the learned detector's n-grams rank most suspicious
             # (docs/BENCHMARKS.md, "Guardrails, part P").
             text_logits = model.text_logits(pieces)
+            whole = len(pieces)
             keep = most_suspicious(
                 text_logits,
                 settings.GUARD_EMBEDDING_MAX_PIECES,
                 settings.GUARD_EMBEDDING_FLOOR_LOGIT,
             )
+            if len(views.semantic[0].split()) > PIECE_WORDS:  # a long input
+                pieces, text_logits = with_subpieces(
+                    pieces, text_logits, model.text_logits, settings.GUARD_SUBPIECE_MARGIN
+                )
+                # Chosen among themselves, so they never take a whole piece's place.
+                keep += [
+                    whole + i
+                    for i in most_suspicious(
+                        text_logits[whole:],
+                        settings.GUARD_EMBEDDING_MAX_PIECES,
+                        settings.GUARD_EMBEDDING_FLOOR_LOGIT,
+                    )
+                ]
             pieces, text_logits = [pieces[i] for i in keep], text_logits[keep]
+            is_subpiece = np.array([i >= whole for i in keep], dtype=bool)
         vectors = embed_pieces(pieces) if pieces else np.zeros((0, 0), dtype=np.float32)
         scores["similarity"] = similarity_of(vectors, anchors=thresholds.similarity_anchors)
         if model is not None:
-            scores["learned"] = model.score(pieces, vectors, text_logits)
+            probabilities = model.probabilities(pieces, vectors, text_logits)
+            scores["learned"] = float(probabilities[~is_subpiece].max(initial=0.0))
+            # A sentence read out of its piece can flag, never block, and takes a higher
+            # score to do it: alone, a sentence of a write-up that quotes an attack reads
+            # like one (docs/BENCHMARKS.md, "Guardrails, part S").
+            if probabilities[is_subpiece].max(initial=0.0) >= settings.GUARD_SUBPIECE_FLAG_AT:
+                scores["learned"] = max(scores["learned"], thresholds.learned[0])
         action, decided_by = decide(scores, thresholds)
     if action < Action.BLOCK:
         clf = classifier_score(views.semantic[0])

@@ -267,6 +267,13 @@ GUARD_EMBEDDING_MAX_PIECES = env_int("GUARD_EMBEDDING_MAX_PIECES", 2)
 # decoy pieces put ahead of an instruction cannot push it out ("none": off; docs/BENCHMARKS.md,
 # "Guardrails, part Q").
 GUARD_EMBEDDING_FLOOR_LOGIT = env_float("GUARD_EMBEDDING_FLOOR_LOGIT", -2.0)
+# A long input's sentences (and halves of a long sentence) are also scored on their own when
+# their n-gram logit exceeds their piece's by this margin, so benign text sharing a piece with
+# an instruction does not dilute it ("none": off). Such a subpiece can only flag, when the
+# learned detector's P(attack) for it reaches GUARD_SUBPIECE_FLAG_AT (docs/BENCHMARKS.md,
+# "Guardrails, part S").
+GUARD_SUBPIECE_MARGIN = env_float("GUARD_SUBPIECE_MARGIN", None)
+GUARD_SUBPIECE_FLAG_AT = float(os.environ.get("GUARD_SUBPIECE_FLAG_AT", "0.7"))
 # The offline local provider may only see tiers up to this one unless explicitly allowed.
 LOCAL_PROVIDER_MAX_TIER = os.environ.get("LOCAL_PROVIDER_MAX_TIER", "restricted")
 
