@@ -270,8 +270,10 @@ GUARD_EMBEDDING_FLOOR_LOGIT = env_float("GUARD_EMBEDDING_FLOOR_LOGIT", -2.0)
 # A long input's sentences (and halves of a long sentence) are also scored on their own when
 # their n-gram logit exceeds their piece's by this margin, so benign text sharing a piece with
 # an instruction does not dilute it ("none": off). Such a subpiece can only flag, when the
-# learned detector's P(attack) for it reaches GUARD_SUBPIECE_FLAG_AT (docs/BENCHMARKS.md,
-# "Guardrails, part S").
+# learned detector's P(attack) for it reaches GUARD_SUBPIECE_FLAG_AT. Off: judged on held-out
+# 20 at 0.5, it changed no attack's verdict, flagged 3 more benign lines and cost 4.6 ms of
+# total p95, over the 3 ms its rule allowed; it closes the "decoys after" bypass of
+# `make bench-guard-decoy` (docs/BENCHMARKS.md, "Guardrails, part S").
 GUARD_SUBPIECE_MARGIN = env_float("GUARD_SUBPIECE_MARGIN", None)
 GUARD_SUBPIECE_FLAG_AT = float(os.environ.get("GUARD_SUBPIECE_FLAG_AT", "0.7"))
 # The offline local provider may only see tiers up to this one unless explicitly allowed.
