@@ -26,13 +26,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.conf import settings
 
 from app.logs import get_logger
 from orchestration.normalize import Views, inspection_views, normalize
+
+if TYPE_CHECKING:
+    from orchestration.guard_model import GuardModel
 
 log = get_logger("orchestration.injection")
 ATTACK_LIBRARY = Path(__file__).parent / "data" / "attack_patterns.txt"
@@ -467,6 +470,30 @@ def with_subpieces(
     )
 
 
+def pieces_to_embed(
+    pieces: list[str], model: GuardModel, long_input: bool
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The pieces worth the transformer, their n-gram logits, and which are subpieces.
+
+    The transformer is most of the scan's time, one run per piece: a long input embeds only
+    the pieces the learned detector's n-grams rank most suspicious, and those that reach the
+    floor (docs/BENCHMARKS.md, parts P and Q). Subpieces, when on, are chosen among
+    themselves the same way, so they never take a whole piece's place (part S)."""
+    from orchestration.guard_model import most_suspicious
+
+    k, floor = settings.GUARD_EMBEDDING_MAX_PIECES, settings.GUARD_EMBEDDING_FLOOR_LOGIT
+    text_logits = model.text_logits(pieces)
+    whole = len(pieces)
+    keep = most_suspicious(text_logits, k, floor)
+    if long_input:
+        pieces, text_logits = with_subpieces(
+            pieces, text_logits, model.text_logits, settings.GUARD_SUBPIECE_MARGIN
+        )
+        keep += [whole + i for i in most_suspicious(text_logits[whole:], k, floor)]
+    is_subpiece = np.array([i >= whole for i in keep], dtype=bool)
+    return [pieces[i] for i in keep], text_logits[keep], is_subpiece
+
+
 def pieces_of(texts: list[str], *, anchors: str = "input") -> list[str]:
     """What the embedding detectors score: an input's segments, or a passage's sentences."""
     if anchors == "context":
@@ -637,34 +664,11 @@ def scan(text: str, thresholds: Thresholds, *, views: Views | None = None) -> Ve
         pieces = pieces_of(list(views.semantic[:4]), anchors=thresholds.similarity_anchors)
         model, text_logits = None, None
         if thresholds.use_learned:
-            from orchestration.guard_model import guard_model, most_suspicious
+            from orchestration.guard_model import guard_model
 
             model = guard_model()
-            # The transformer is most of the scan's time, one run per piece: a long input
-            # embeds only the pieces the learned detector's n-grams rank most suspicious
-            # (docs/BENCHMARKS.md, "Guardrails, part P").
-            text_logits = model.text_logits(pieces)
-            whole = len(pieces)
-            keep = most_suspicious(
-                text_logits,
-                settings.GUARD_EMBEDDING_MAX_PIECES,
-                settings.GUARD_EMBEDDING_FLOOR_LOGIT,
-            )
-            if len(views.semantic[0].split()) > PIECE_WORDS:  # a long input
-                pieces, text_logits = with_subpieces(
-                    pieces, text_logits, model.text_logits, settings.GUARD_SUBPIECE_MARGIN
-                )
-                # Chosen among themselves, so they never take a whole piece's place.
-                keep += [
-                    whole + i
-                    for i in most_suspicious(
-                        text_logits[whole:],
-                        settings.GUARD_EMBEDDING_MAX_PIECES,
-                        settings.GUARD_EMBEDDING_FLOOR_LOGIT,
-                    )
-                ]
-            pieces, text_logits = [pieces[i] for i in keep], text_logits[keep]
-            is_subpiece = np.array([i >= whole for i in keep], dtype=bool)
+            long_input = len(views.semantic[0].split()) > PIECE_WORDS
+            pieces, text_logits, is_subpiece = pieces_to_embed(pieces, model, long_input)
         vectors = embed_pieces(pieces) if pieces else np.zeros((0, 0), dtype=np.float32)
         scores["similarity"] = similarity_of(vectors, anchors=thresholds.similarity_anchors)
         if model is not None:
