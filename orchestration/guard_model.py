@@ -132,13 +132,6 @@ class GuardModel:
         logits = text_logits + dense @ self.classifier.coef_[0][: dense.shape[1]]
         return np.asarray(1.0 / (1.0 + np.exp(-logits)))
 
-    def score(
-        self, texts: Sequence[str], vectors: np.ndarray, text_logits: np.ndarray | None = None
-    ) -> float:
-        """The highest P(attack) among the pieces of one message."""
-        probabilities = self.probabilities(texts, vectors, text_logits)
-        return float(probabilities.max()) if probabilities.size else 0.0
-
 
 def most_suspicious(text_logits: np.ndarray, k: int, floor: float | None = None) -> list[int]:
     """The indices of the pieces worth the transformer, in ascending order: the `k`
