@@ -205,6 +205,7 @@ def run(tail: int) -> dict[str, Any]:
     attacks = embedding_only_attacks(rows, reference)
     pair = decoys(rows, reference)
     fillers = [r.text for r in rows if r.label == "benign" and len(r.text) > 300]
+    run_on_fillers = [f for f in fillers if len(f.split()) > RUN_ON_WORDS]
     sample = random.Random(7).sample(attacks, min(tail, len(attacks)))
     placements = {
         "alone": attacks,
@@ -212,8 +213,7 @@ def run(tail: int) -> dict[str, Any]:
         "decoys after": [f"{attack} {' '.join(pair)}" for attack in attacks],
         "tail": [tail_input(attack, fillers, i) for i, attack in enumerate(sample)],
         "run-on": [
-            run_on_input(attack, [f for f in fillers if len(f.split()) > RUN_ON_WORDS], i)
-            for i, attack in enumerate(attacks)
+            run_on_input(attack, run_on_fillers, i) for i, attack in enumerate(attacks)
         ],
     }
     table: dict[str, dict[str, int]] = {}

@@ -269,6 +269,27 @@ def test_benign_sentences_sharing_an_instructions_piece_do_not_dilute_it(setting
     assert verdict.scores["learned"] == _input().learned[0]
 
 
+def test_subpieces_never_take_a_whole_pieces_place_in_the_embedding(settings):
+    """Subpieces rank above their pieces by construction; chosen together with them, they
+    would push whole pieces out of the top k and lower a whole piece's score."""
+    from orchestration import injection
+
+    model = guard_model.guard_model()
+    text = f"{LONG_NOTE} {DILUTED}"
+    pieces = injection.pieces_of([text])
+    settings.GUARD_EMBEDDING_FLOOR_LOGIT = None  # the top k only: where places are scarce
+    settings.GUARD_SUBPIECE_MARGIN = None
+    without, _, flags = injection.pieces_to_embed(pieces, model, long_input=True)
+    assert not flags.any()
+
+    settings.GUARD_SUBPIECE_MARGIN = 0.5
+    chosen, logits, is_subpiece = injection.pieces_to_embed(pieces, model, long_input=True)
+    assert is_subpiece.any()
+    assert [p for p, sub in zip(chosen, is_subpiece, strict=True) if not sub] == without
+    # ... although the subpieces outrank every whole piece chosen.
+    assert logits[is_subpiece].max() > logits[~is_subpiece].max()
+
+
 def test_subpieces_are_a_pieces_sentences_or_the_half_windows_of_one_long_sentence():
     from orchestration.injection import subpieces
 
