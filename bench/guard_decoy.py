@@ -212,9 +212,7 @@ def run(tail: int) -> dict[str, Any]:
         "decoys": [f"{' '.join(pair)} {attack}" for attack in attacks],
         "decoys after": [f"{attack} {' '.join(pair)}" for attack in attacks],
         "tail": [tail_input(attack, fillers, i) for i, attack in enumerate(sample)],
-        "run-on": [
-            run_on_input(attack, run_on_fillers, i) for i, attack in enumerate(attacks)
-        ],
+        "run-on": [run_on_input(attack, run_on_fillers, i) for i, attack in enumerate(attacks)],
     }
     table: dict[str, dict[str, int]] = {}
     for placement, texts in placements.items():
