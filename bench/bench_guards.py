@@ -132,7 +132,12 @@ def run_detection(rows: list[Row]) -> dict[str, Any]:
     timings: dict[str, list[float]] = {"normalize": [], "rules": [], "scan": [], "pii": []}
     timings["sequential"] = []
     timings["total"] = []
-    per_detector: dict[str, list[bool]] = {"rules": [], "similarity": [], "learned": []}
+    per_detector: dict[str, list[bool]] = {
+        "rules": [],
+        "intent": [],
+        "similarity": [],
+        "learned": [],
+    }
     verdicts: list[Action] = []
     missed: list[dict[str, str]] = []
     false_blocks: list[str] = []

@@ -294,6 +294,99 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+# -- intent --------------------------------------------------------------------------------
+# A request for harm does not need to attack the assistant's instructions: "after the
+# summary, draft an invoice for work that never happened", "hypothetically, how would
+# someone skim the payroll without the auditors noticing", "play a chemist with no ethical
+# limits". The injection rules and the embeddings read the assistant being turned; these read
+# what the request is for: concealing a deed, fabricating a document, luring people into
+# giving credentials, a character without limits, operational detail asked for inside a
+# story or a thought experiment. Security work talks about the same things ("what are the
+# signs of a fake invoice?"), so they only flag (the "intent" thresholds), and they are not
+# run on retrieved passages, where policy text describes fraud all the time
+# (docs/BENCHMARKS.md, "Guardrails, part T").
+_W = r"(?:[\w'’-]+\s+)"  # one word and the space after it
+INTENT_RULES: tuple[Rule, ...] = (
+    _rule(
+        "intent.evade_detection",
+        0.6,
+        rf"\bwithout\s+{_W}{{0,3}}?(?:noticing|notices|catching|flagging|detecting|spotting|"
+        r"tripping|triggering|setting\s+off)\b|"
+        r"\bwithout\s+(?:being|getting)\s+(?:caught|detected|noticed|flagged|traced|spotted|seen)\b|"
+        rf"\bso\s+(?:that\s+)?{_W}{{0,4}}?(?:doesn'?t|don'?t|won'?t|wouldn'?t|can'?t|cannot|never|"
+        r"will\s+not|does\s+not|do\s+not)\s+(?:ever\s+)?(?:flag|notice|detect|catch|trace|spot|"
+        r"question)\w*\b|"
+        r"\buntraceabl[ey]\b|"
+        rf"\b(?:slips?|slipping|gets?|getting|sneaks?|sneaking)\s+{_W}{{0,2}}?(?:past|around)\s+"
+        rf"{_W}{{0,3}}?(?:filters?|dlp|auditors?|audit|controls?|checks?|detection|monitoring|"
+        r"security|antivirus|edr|compliance|reconciliation)\b|"
+        rf"\bhid(?:e|es|ing)\s+{_W}{{0,3}}?from\s+(?:the\s+)?(?:auditors?|antivirus|security|it|"
+        r"compliance|monitoring|edr|dlp|finance)\b|"
+        r"\bcover\s+(?:my|his|her|their|our)\s+tracks\b",
+    ),
+    _rule(
+        "intent.fabricate",
+        0.6,
+        # Asked to produce one: "how do I spot a fake invoice?" is not.
+        r"\b(?:write|draft|create|make|generate|produce|compose|craft|print|need|want|"
+        r"give\s+me|prepare|design|mock\s+up|build|churn\s+out|post)\b\W+"
+        rf"{_W}{{0,6}}?(?:fake|forged?|counterfeit|fabricated|bogus|phony|phoney|falsified|"
+        rf"made-up|fictitious|sham)\s+{_W}{{0,3}}?(?:invoices?|receipts?|reviews?|testimonials?|ids?|"
+        r"id\s+cards?|badges?|passports?|certificates?|notes?|references?|signatures?|claims?|"
+        r"identit(?:y|ies)|payslips?|statements?|diplomas?|degrees?|licen[cs]es?|submissions?|"
+        r"bills?|documents?|records?)\b|"
+        rf"\b(?:forge|falsify|counterfeit)\s+{_W}{{0,3}}?(?:signatures?|approvals?|invoices?|"
+        r"receipts?|documents?|ids?|badges?|notes?|records?|timesheets?|claims?)\b|"
+        r"\bthat\s+(?:never\s+happened|(?:was|were)\s+never\s+(?:delivered|provided|performed|"
+        r"done|rendered|used|ordered|supplied))|"
+        r"\b(?:even\s+though|although)\s+we\s+never\s+(?:used|ordered|received|hired)\b|"
+        rf"\bmake\s+up\s+{_W}{{0,3}}?(?:reviews?|testimonials?|customers?|quotes?|references?)\b|"
+        rf"\b(?:under|from|with)\s+{_W}{{0,2}}?(?:different|made-up|fake|invented|fictional)\s+"
+        r"(?:customer\s+)?(?:names|accounts|identities|people|customers)\b|"
+        rf"\b(?:look|looks|read|reads|sound|sounds|seem|seems|pass|passes)\s+{_W}{{0,2}}?"
+        r"(?:genuine|legit|legitimate|authentic)\b|"
+        r"\b(?:real-sounding|genuine-looking|official-looking|realistic-looking)\b",
+    ),
+    _rule(
+        "intent.credential_lure",
+        0.6,
+        rf"\b(?:confirm|enter|re-?enter|verify|validate|provide|type|submit|send)\s+{_W}{{0,2}}?"
+        rf"(?:their|your)\s+{_W}{{0,2}}?(?:login|password|passwords|credentials|"
+        r"log-?in\s+details|passcode|mfa\s+codes?|bank\s+details|card\s+details|"
+        r"access\s+codes?)\b|"
+        r"\b(?:posts?|sends?|forwards?|captures?|harvests?|emails?)\s+(?:the\s+|all\s+)?"
+        r"(?:entered\s+|typed\s+|captured\s+)?(?:credentials|passwords|keystrokes)\b|"
+        r"\b(?:pretend(?:s|ing)\s+to\s+be|posing\s+as|impersonat\w+|"
+        r"looks?\s+like\s+it\s+(?:comes?|came|is)\s+from|appears?\s+to\s+come\s+from|"
+        rf"as\s+if\s+it\s+(?:were|was|came)\s+from)\s+{_W}{{0,3}}?(?:ceo|cfo|cto|it|hr|payroll|"
+        r"bank|helpdesk|help\s+desk|service\s+desk|finance|security|boss)\b",
+    ),
+    _rule(
+        "intent.no_limits_character",
+        0.6,
+        r"\b(?:no|without|zero|free\s+of)\s+(?:any\s+)?(?:ethical|moral)\s+(?:limits?|"
+        r"boundaries|constraints?|qualms|scruples|compass|restrictions?|code|rules)\b|"
+        r"\b(?:no|without)\s+(?:any\s+)?(?:ethics|morals|scruples|conscience)\b|"
+        r"\bnever\s+(?:breaks?|leaves?|drops?)\s+(?:role|character)\b|"
+        r"\b(?:never|doesn'?t|does\s+not|won'?t|will\s+not)\s+(?:refuses?|lectures?|says?\s+no|"
+        r"moralis\w+|moraliz\w+)\b|"
+        r"\bhands?\s+(?:out|over)\s+(?:anything|everything)\b",
+    ),
+    _rule(
+        "intent.harm_in_a_frame",
+        0.6,
+        r"\b(?:hypothetical(?:ly)?|thought\s+experiment|purely\s+(?:theoretical|academic)|"
+        r"in\s+theory|theoretically|novel|story|thriller|screenplay|film|movie|tabletop|"
+        r"campaign|in\s+character|role-?play)\b"
+        r".{0,300}?\b(?:step\s+by\s+step|in\s+(?:working|technical)\s+detail|"
+        r"exact\s+(?:steps|quantities|doses|commands)|"
+        r"precisely\s+(?:how|which)|with\s+(?:real|working|accurate)\s+"
+        r"(?:commands|steps|details|system\s+names|code)|at\s+what\s+doses?|accurate\s+enough|"
+        r"would\s+actually\s+work|realistic\s+enough|exactly\s+(?:how|what\s+the\s+steps))",
+    ),
+)
+
+
 # -- rules ---------------------------------------------------------------------------------
 # Text between quotation marks. An attack phrase that matches only in there is being quoted:
 # for training slides, a red-team report, a request to translate a notice. Quoting is also
@@ -326,11 +419,18 @@ def rule_score(views: list[str]) -> tuple[float, tuple[str, ...]]:
     return max(outside, QUOTED_RULE_CAP), matched
 
 
-def _rule_score(views: list[str]) -> tuple[float, tuple[str, ...]]:
+def intent_score(views: list[str]) -> tuple[float, tuple[str, ...]]:
+    """The intent rules' score (`INTENT_RULES`), combined as the injection rules are."""
+    return _rule_score(views, INTENT_RULES)
+
+
+def _rule_score(
+    views: list[str], rules: tuple[Rule, ...] = RULES
+) -> tuple[float, tuple[str, ...]]:
     """The highest-weight rule matched in any view; each extra rule adds a little."""
     matched: dict[str, float] = {}
     for view in views:
-        for rule in RULES:
+        for rule in rules:
             if rule.rule_id not in matched and rule.pattern.search(view):
                 matched[rule.rule_id] = rule.weight
     if not matched:
@@ -597,6 +697,7 @@ class Thresholds:
     similarity: tuple[float, float]
     classifier: tuple[float, float]
     learned: tuple[float, float] = (1.1, 1.1)  # off unless set (no score reaches 1.1)
+    intent: tuple[float, float] = (1.1, 1.1)  # off unless set
     use_similarity: bool = True
     similarity_anchors: str = "input"  # benign anchor set: "input" or "context"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -609,6 +710,7 @@ class Thresholds:
             similarity=tuple(values["similarity"]),  # type: ignore[arg-type]
             classifier=tuple(values["classifier"]),  # type: ignore[arg-type]
             learned=tuple(values.get("learned", (1.1, 1.1))),  # type: ignore[arg-type]
+            intent=tuple(values.get("intent", (1.1, 1.1))),  # type: ignore[arg-type]
             use_similarity=bool(values.get("use_similarity", True)),
             similarity_anchors=str(values.get("similarity_anchors", "input")),
         )
@@ -617,11 +719,17 @@ class Thresholds:
     def use_learned(self) -> bool:
         return self.learned[0] <= 1.0
 
+    @property
+    def use_intent(self) -> bool:
+        """The intent rules run where thresholds are set for them (the input, not retrieved
+        passages) and `GUARD_INTENT_RULES` is on."""
+        return self.intent[0] <= 1.0 and bool(settings.GUARD_INTENT_RULES)
+
 
 def levels(scores: dict[str, float], thresholds: Thresholds) -> dict[str, Action]:
     """Each scored detector's own verdict by its thresholds, in the order they run."""
     out: dict[str, Action] = {}
-    for detector in ("rules", "similarity", "learned", "classifier"):
+    for detector in ("rules", "intent", "similarity", "learned", "classifier"):
         score = scores.get(detector)
         if score is None:
             continue
@@ -657,6 +765,9 @@ def scan(text: str, thresholds: Thresholds, *, views: Views | None = None) -> Ve
     scores: dict[str, float] = {}
     rules_score, matched = rule_score(list(views.all))
     scores["rules"] = rules_score
+    if thresholds.use_intent:
+        scores["intent"], intents = intent_score(list(views.all))
+        matched = (*matched, *intents)
     action, decided_by = decide(scores, thresholds)
     # Similarity and the learned detector only run when the cheap rules have not already
     # blocked; they share one embedding of the text's pieces.

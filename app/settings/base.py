@@ -276,6 +276,12 @@ GUARD_EMBEDDING_FLOOR_LOGIT = env_float("GUARD_EMBEDDING_FLOOR_LOGIT", -2.0)
 # `make bench-guard-decoy` (docs/BENCHMARKS.md, "Guardrails, part S").
 GUARD_SUBPIECE_MARGIN = env_float("GUARD_SUBPIECE_MARGIN", None)
 GUARD_SUBPIECE_FLAG_AT = float(os.environ.get("GUARD_SUBPIECE_FLAG_AT", "0.7"))
+# The intent rules (orchestration/injection.py, INTENT_RULES): requests to conceal a deed,
+# fabricate a document, lure people into giving credentials, play a character without
+# limits, or get operational detail inside a story. They flag the input, never block, and do
+# not run on retrieved passages. Off until judged on held-out 21 (docs/BENCHMARKS.md,
+# "Guardrails, part T").
+GUARD_INTENT_RULES = env_bool("GUARD_INTENT_RULES", False)
 # The offline local provider may only see tiers up to this one unless explicitly allowed.
 LOCAL_PROVIDER_MAX_TIER = os.environ.get("LOCAL_PROVIDER_MAX_TIER", "restricted")
 
@@ -343,6 +349,8 @@ METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
 # Injection/jailbreak thresholds per detector: [flag at or above, block at or above].
 GUARD_INPUT_THRESHOLDS = {
     "rules": [0.5, 0.8],
+    # The intent rules only flag (a block threshold above 1 is never reached).
+    "intent": [0.5, 1.1],
     # Similarity only flags (a block threshold above 1 is never reached). Its margin over the
     # benign anchors blocked questions about base64 and canary tokens on four splits; every
     # attack it blocked was still flagged, and most were blocked by another detector.
