@@ -424,9 +424,7 @@ def intent_score(views: list[str]) -> tuple[float, tuple[str, ...]]:
     return _rule_score(views, INTENT_RULES)
 
 
-def _rule_score(
-    views: list[str], rules: tuple[Rule, ...] = RULES
-) -> tuple[float, tuple[str, ...]]:
+def _rule_score(views: list[str], rules: tuple[Rule, ...] = RULES) -> tuple[float, tuple[str, ...]]:
     """The highest-weight rule matched in any view; each extra rule adds a little."""
     matched: dict[str, float] = {}
     for view in views:
