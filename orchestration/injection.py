@@ -322,7 +322,19 @@ INTENT_RULES: tuple[Rule, ...] = (
         r"security|antivirus|edr|compliance|reconciliation)\b|"
         rf"\bhid(?:e|es|ing)\s+{_W}{{0,3}}?from\s+(?:the\s+)?(?:auditors?|antivirus|security|it|"
         r"compliance|monitoring|edr|dlp|finance)\b|"
-        r"\bcover\s+(?:my|his|her|their|our)\s+tracks\b",
+        r"\bcover\s+(?:my|his|her|their|our)\s+tracks\b|"
+        rf"\b(?:quietly|silently|secretly|covertly|discreetly)\s+{_W}{{0,2}}?(?:sends?|sending|"
+        r"copies|copy|copying|uploads?|uploading|forwards?|forwarding|exports?|exporting|"
+        r"deletes?|deleting|wipes?|moves?|transfers?|reroutes?|emails?|posts?|exfiltrat\w+|"
+        r"collects?|records?|installs?|disables?|swaps?|changes?|edits?|adds?)\b",
+    ),
+    _rule(
+        "intent.divert_to_self",
+        0.6,
+        r"\bto\s+my\s+(?:own|private)\s+(?:[\w-]+\s+)?(?:server|account|iban|drive|cloud|"
+        r"folder|address|e-?mail|inbox|laptop|machine|storage|bucket|dropbox|gmail|phone|repo|"
+        r"repository)s?\b|"
+        r"\b(?:which|that)\s+is\s+my\s+(?:own|private)\s+(?:bank\s+)?account\b",
     ),
     _rule(
         "intent.fabricate",
@@ -764,7 +776,9 @@ def scan(text: str, thresholds: Thresholds, *, views: Views | None = None) -> Ve
     rules_score, matched = rule_score(list(views.all))
     scores["rules"] = rules_score
     if thresholds.use_intent:
-        scores["intent"], intents = intent_score(list(views.all))
+        # The readable views only (the text, its folded form, decoded payloads): rot13,
+        # leetspeak and reversed text are for the attack phrasings the rules know.
+        scores["intent"], intents = intent_score(list(views.semantic))
         matched = (*matched, *intents)
     action, decided_by = decide(scores, thresholds)
     # Similarity and the learned detector only run when the cheap rules have not already
