@@ -3,13 +3,17 @@ judged on a sealed one.
 
     .venv/bin/python -m infra.run script bench/guard_spent.py
     EXTRA=dir1,dir2 OUT=/tmp/b.json .venv/bin/python -m infra.run script bench/guard_spent.py
+    SPLITS=heldout21,heldout22 .venv/bin/python -m infra.run script bench/guard_spent.py
 
 Runs `orchestration.injection.scan` at the deployed thresholds over the in-sample corpus and
 every `bench/data/guards/heldoutN` split (never `sealed/`), and prints per split: attacks
 detected (flagged or blocked) and blocked, benign blocked and flagged or blocked. `EXTRA`:
 folders laid out as the training corpus (`attacks.jsonl`, `benign.jsonl`), added to the
 learned detector's fit for this run only. `OUT`: a JSON file with each line's split, label,
-action, deciding detector and scores (no texts), to compare two runs line by line.
+action, deciding detector and scores (no texts), to compare two runs line by line. `SPLITS`:
+only these (names as under bench/data/guards/; `guards` is the in-sample corpus). Also prints
+the rules' own time per input (`rule_score` over every inspection view, three passes), the
+part of the scan a rule change moves.
 
 These splits are spent: every figure here is development evidence. A change is judged on a
 sealed split, with its rule written down first (docs/BENCHMARKS.md, parts I–N).
@@ -72,6 +76,32 @@ def scan_split(directory: Path) -> list[dict[str, Any]]:
     return out
 
 
+def rules_time(directories: list[Path], passes: int = 3) -> dict[str, float]:
+    """p50 / p95 / max of `rule_score` over each input's inspection views, in ms."""
+    import time
+
+    from orchestration.injection import rule_score
+    from orchestration.normalize import inspection_views, normalize
+
+    views = [
+        list(inspection_views(row.text, normalize(row.text).text).all)
+        for directory in directories
+        for row in load_corpus(directory)
+    ]
+    times = []
+    for _ in range(passes):
+        for one in views:
+            started = time.perf_counter()
+            rule_score(one)
+            times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return {
+        "p50": round(times[len(times) // 2], 3),
+        "p95": round(times[int(len(times) * 0.95)], 3),
+        "max": round(times[-1], 3),
+    }
+
+
 def counts(lines: list[dict[str, Any]]) -> dict[str, int]:
     attacks = [x for x in lines if x["label"] == "attack"]
     benign = [x for x in lines if x["label"] == "benign"]
@@ -93,11 +123,14 @@ def main() -> None:
     if extra:
         fit_with(extra)
     lines: list[dict[str, Any]] = []
-    for directory in spent_splits():
+    chosen = [name for name in os.environ.get("SPLITS", "").split(",") if name]
+    directories = [d for d in spent_splits() if not chosen or d.name in chosen]
+    for directory in directories:
         split = scan_split(directory)
         lines += split
         print(directory.name, counts(split), flush=True)
     print("all", counts(lines))
+    print("rules ms per input", rules_time(directories))
     if out := os.environ.get("OUT"):
         Path(out).write_text(json.dumps(lines))
 

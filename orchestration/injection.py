@@ -74,18 +74,74 @@ class Rule:
     rule_id: str
     weight: float
     pattern: re.Pattern[str]
+    # A cheaper pattern the text must match first: a long alternation tried at every
+    # position (verbs of a dozen languages) only runs where its rarer half is present.
+    prefilter: re.Pattern[str] | None = None
+
+    def matches(self, text: str) -> bool:
+        if self.prefilter is not None and not self.prefilter.search(text):
+            return False
+        return self.pattern.search(text) is not None
 
 
-def _rule(rule_id: str, weight: float, pattern: str) -> Rule:
-    return Rule(rule_id, weight, re.compile(pattern, re.IGNORECASE | re.DOTALL))
+def _rule(rule_id: str, weight: float, pattern: str, prefilter: str | None = None) -> Rule:
+    flags = re.IGNORECASE | re.DOTALL
+    return Rule(
+        rule_id,
+        weight,
+        re.compile(pattern, flags),
+        re.compile(prefilter, flags) if prefilter else None,
+    )
 
 
 _ANY = r"(?:\w+\W+){0,4}?"  # up to four filler words
-_SET_ASIDE = rf"\b(?:ignore|disregard|forget|skip|bypass|override|drop|abandon|neglect)\W+{_ANY}"
+# The user's own earlier words are theirs to take back ("ignore my previous message, the
+# dates changed"): a set-aside whose filler is "my" points at the user's text, not at the
+# assistant's instructions (held-out splits 3-22 have 25 such benign lines, one blocked).
+_NOT_MINE = r"(?:(?!my\b)\w+\W+){0,4}?"
+_SET_ASIDE = (
+    rf"\b(?:ignore|disregard|forget|skip|bypass|override|drop|abandon|neglect)\W+{_NOT_MINE}"
+)
 _GUIDANCE = (
     r"\W+(?:\w+\W+){0,3}?(?:instructions?|prompts?|rules?|directives?|guidelines?|"
     r"commands?|context|constraints?|programming|guardrails?|restrictions?|policies|guidance|"
     r"orders|training|setup|configuration|messages?)"
+)
+# The assistant's own instructions, named in another language (and "system-prompt").
+_PROMPT_I18N = (
+    r"\b(?:prompt|mensaje|instrucciones|indicaciones)\s+(?:del?\s+)?sistema\b|"
+    r"\bprompt\s+(?:syst[eè]me|do\s+sistema|di\s+sistema|systemowy\w*)\b|"
+    r"\b(?:system-?prompt|systemanweisung\w*|systeemprompt|systeeminstructies)\b|"
+    r"\bсистемн\w+\s+(?:промпт\w*|инструкци\w*|подсказ\w*|сообщени\w*)|"
+    r"系统提示|系统指令|系統提示|システムプロンプト|システム指示|시스템\s?프롬프트|"
+    r"\b(?:instrucciones|instructions|consignes|anweisungen|istruzioni|instru[cç][õo]es|"
+    r"instructies|instrukcje|инструкции)\s+(?:\w+\s+){0,2}?(?:ocultas|secretas|iniciales|"
+    r"originales|cach[ée]es|secr[eè]tes|initiales|versteckten|geheimen|urspr[üu]nglichen|"
+    r"nascoste|segrete|iniziali|ocultas|secretas|iniciais|verborgen|geheime|ukryte|"
+    r"скрытые|секретные|исходные)"
+)
+# Verbs of showing, telling, printing or copying out, in the languages the rules cover.
+_SHOW_I18N = (
+    r"\b(?:mostra\w*|muestra\w*|mu[ée]strame|ens[eé][ñn]a\w*|dime|d[ií]game|revel[ae]\w*|"
+    r"r[ée]v[èe]le\w*|affiche\w*|montre\w*|donne[sz]?-moi|recopie\w*|[ée]cris|[ée]crivez|"
+    r"zeig\w*|gib|geben\s+sie|nenne\w*|ausgeben|gib\s+aus|verrate\w*|imprim\w*|stampa\w*|"
+    r"scrivi\w*|escrib[ea]\w*|repit[ea]\w*|ripet[ie]\w*|dimmi|toon|geef|laat\s+zien|"
+    r"poka[żz]\w*|wypisz|podaj|napisz|powt[óo]rz|покажи\w*|выведи\w*|напиши\w*|скажи\w*|"
+    r"повтори\w*|göster\w*|yaz\w*|söyle\w*)\b|"
+    r"教えて|見せて|表示して|出力|書き出|输出|告诉|显示|给我|打印|列出|告訴|顯示|給我|"
+    r"출력|보여|알려|말해"
+)
+# "Word for word", and the instructions or rules it is asked of, in other languages.
+_VERBATIM_I18N = (
+    r"\b(?:mot\s+(?:à|pour)\s+mot|wort\s*f[üu]r\s*wort|wortw[öo]rtlich|palabra\s+por\s+palabra|"
+    r"literalmente|parola\s+per\s+parola|palavra\s+por\s+palavra|woord\s+voor\s+woord|"
+    r"letterlijk|s[łl]owo\s+w\s+s[łl]owo|дословно|слово\s+в\s+слово|kelimesi\s+kelimesine)\b|"
+    r"原封不动|一字不差|逐字|そのまま|一字一句|그대로"
+)
+_RULES_I18N = (
+    r"\b(?:consignes|instructions|anweisungen|vorgaben|istruzioni|instrucciones|instru[cç][õo]es|"
+    r"instructies|instrukcje|инструкци\w*|правила|talimat\w*|r[eè]gles|regeln|regole|reglas|"
+    r"regras)\b|指示|指令|提示词|规则|規則|ルール|プロンプト|지시|지침|규칙|프롬프트"
 )
 RULES: tuple[Rule, ...] = (
     # "ignore your / all / the previous rules" points at the assistant's own instructions.
@@ -258,21 +314,27 @@ RULES: tuple[Rule, ...] = (
         r"(?:忽略|无视|忽视|忘记|忘掉|不要理会|無視|忘れ|무시)\S{0,12}?"
         r"(?:指令|指示|规则|規則|说明|提示|命令|ルール|プロンプト|지시|규칙|명령|프롬프트)|"
         r"(?:之前|以前|先前|上面|所有)的?(?:指令|指示|规则)\S{0,6}?(?:忽略|无视|作废)|"
+        # Korean puts the object first: "앞의 지시를 모두 무시하고".
+        r"(?:지시|지침|규칙|명령|프롬프트)\S{0,3}\s?(?:(?:모두|전부|다)\s?)?무시|"
         r"(?:指示|ルール|命令)を?(?:すべて|全て)?(?:無視|忘れ)",
     ),
+    # The system prompt or hidden instructions named in another language: asked for with a
+    # verb of showing in that language, a block; named alone, a flag — people write their own
+    # bot's system prompt, and a question about one is not a request for ours (held-out 11
+    # and 22 each had a benign line blocked on the bare noun).
     _rule(
         "exfil.system_prompt_i18n",
         0.9,
-        r"\b(?:prompt|mensaje|instrucciones|indicaciones)\s+(?:del?\s+)?sistema\b|"
-        r"\bprompt\s+(?:syst[eè]me|do\s+sistema|di\s+sistema|systemowy\w*)\b|"
-        r"\b(?:system-?prompt|systemanweisung\w*|systeemprompt|systeeminstructies)\b|"
-        r"\bсистемн\w+\s+(?:промпт\w*|инструкци\w*|подсказ\w*|сообщени\w*)|"
-        r"系统提示|系统指令|系統提示|システムプロンプト|システム指示|시스템\s?프롬프트|"
-        r"\b(?:instrucciones|instructions|consignes|anweisungen|istruzioni|instru[cç][õo]es|"
-        r"instructies|instrukcje|инструкции)\s+(?:\w+\s+){0,2}?(?:ocultas|secretas|iniciales|"
-        r"originales|cach[ée]es|secr[eè]tes|initiales|versteckten|geheimen|urspr[üu]nglichen|"
-        r"nascoste|segrete|iniziali|ocultas|secretas|iniciais|verborgen|geheime|ukryte|"
-        r"скрытые|секретные|исходные)",
+        rf"(?:{_SHOW_I18N}).{{0,40}}?(?:{_PROMPT_I18N})|(?:{_PROMPT_I18N}).{{0,40}}?(?:{_SHOW_I18N})",
+        prefilter=_PROMPT_I18N,
+    ),
+    _rule("exfil.system_prompt_mention_i18n", 0.6, _PROMPT_I18N),
+    _rule(
+        "exfil.verbatim_rules_i18n",
+        0.85,
+        rf"(?:{_VERBATIM_I18N}).{{0,60}}?(?:{_PROMPT_I18N}|{_RULES_I18N})|"
+        rf"(?:{_PROMPT_I18N}|{_RULES_I18N}).{{0,60}}?(?:{_VERBATIM_I18N})",
+        prefilter=_VERBATIM_I18N,
     ),
     _rule(
         "jailbreak.no_restrictions_i18n",
@@ -441,7 +503,7 @@ def _rule_score(views: list[str], rules: tuple[Rule, ...] = RULES) -> tuple[floa
     matched: dict[str, float] = {}
     for view in views:
         for rule in rules:
-            if rule.rule_id not in matched and rule.pattern.search(view):
+            if rule.rule_id not in matched and rule.matches(view):
                 matched[rule.rule_id] = rule.weight
     if not matched:
         return 0.0, ()
