@@ -12,8 +12,8 @@ folders laid out as the training corpus (`attacks.jsonl`, `benign.jsonl`), added
 learned detector's fit for this run only. `OUT`: a JSON file with each line's split, label,
 action, deciding detector and scores (no texts), to compare two runs line by line. `SPLITS`:
 only these (names as under bench/data/guards/; `guards` is the in-sample corpus). Also prints
-the rules' own time per input (`rule_score` over every inspection view, three passes), the
-part of the scan a rule change moves.
+the rules' own time per input (the injection and intent rules as the scan runs them, three
+passes), the part of the scan a rule change moves.
 
 These splits are spent: every figure here is development evidence. A change is judged on a
 sealed split, with its rule written down first (docs/BENCHMARKS.md, parts I–N).
@@ -77,14 +77,15 @@ def scan_split(directory: Path) -> list[dict[str, Any]]:
 
 
 def rules_time(directories: list[Path], passes: int = 3) -> dict[str, float]:
-    """p50 / p95 / max of `rule_score` over each input's inspection views, in ms."""
+    """p50 / p95 / max of the rules and the intent rules together (`rule_score` over every
+    inspection view, `intent_score` over the readable ones, as `scan` runs them), in ms."""
     import time
 
-    from orchestration.injection import rule_score
+    from orchestration.injection import intent_score, rule_score
     from orchestration.normalize import inspection_views, normalize
 
     views = [
-        list(inspection_views(row.text, normalize(row.text).text).all)
+        inspection_views(row.text, normalize(row.text).text)
         for directory in directories
         for row in load_corpus(directory)
     ]
@@ -92,7 +93,8 @@ def rules_time(directories: list[Path], passes: int = 3) -> dict[str, float]:
     for _ in range(passes):
         for one in views:
             started = time.perf_counter()
-            rule_score(one)
+            rule_score(list(one.all))
+            intent_score(list(one.semantic))
             times.append((time.perf_counter() - started) * 1000)
     times.sort()
     return {
@@ -130,7 +132,7 @@ def main() -> None:
         lines += split
         print(directory.name, counts(split), flush=True)
     print("all", counts(lines))
-    print("rules ms per input", rules_time(directories))
+    print("rules and intent rules, ms per input", rules_time(directories))
     if out := os.environ.get("OUT"):
         Path(out).write_text(json.dumps(lines))
 
