@@ -279,21 +279,8 @@ RULES: tuple[Rule, ...] = (
         "instruction.in_data",
         0.7,
         r"\b(?:ai|assistant|chatbot|language\s+model|llm|model)s?\b[^.\n]{0,40}?"
-        r"(?:reading|processing|handling|translating|reviewing|evaluating|summari[sz]ing|"
-        r"that\s+reads|who\s+reads)\s+"
-        r"(?:this|these)\b(?:.{0,80}\b(?:must|should|shall|need\s+to|are\s+instructed)|"
-        r"[^.\n]{0,40}?:\s*(?:please\s+)?(?:also\s+)?[a-z]+)",
-    ),
-    # Invented earlier turns that end on the assistant's open turn ("…\nyou:", "…\nA:"):
-    # the reply is to continue a pattern of compliance the user wrote.
-    _rule(
-        "manyshot.open_turn",
-        0.7,
-        r"(?:^|\n)[ \t]*(?:a|you|assistant|ai|bot)[ \t]*:[^\n]*\w[^\n]*\n[\s\S]*"
-        r"\n[ \t]*(?:a|you|assistant|ai|bot)[ \t]*:\s*$",
-        # Only a text that ends on an open turn is read further: the search from each
-        # earlier turn to the end is then the only one, and it succeeds.
-        prefilter=r"\n[ \t]*(?:a|you|assistant|ai|bot)[ \t]*:\s*$",
+        r"(?:reading|processing|summari[sz]ing|that\s+reads|who\s+reads)\s+"
+        r"(?:this|these)\b.{0,80}\b(?:must|should|shall|need\s+to|are\s+instructed)",
     ),
     _rule(
         "instruction.do_not_tell",
@@ -409,10 +396,7 @@ INTENT_RULES: tuple[Rule, ...] = (
         r"\bto\s+my\s+(?:own|private)\s+(?:[\w-]+\s+)?(?:server|account|iban|drive|cloud|"
         r"folder|address|e-?mail|inbox|laptop|machine|storage|bucket|dropbox|gmail|phone|repo|"
         r"repository)s?\b|"
-        r"\b(?:which|that)\s+is\s+my\s+(?:own|private)\s+(?:bank\s+)?account\b|"
-        r"\b(?:send|forward|e-?mail|upload|copy|export|sync)\b[^.?!\n]{0,80}?\bto\s+my\s+"
-        r"personal\s+(?:[\w-]+\s+)?(?:address|e-?mail|inbox|account|drive|cloud|laptop|phone|"
-        r"gmail|dropbox)\b",
+        r"\b(?:which|that)\s+is\s+my\s+(?:own|private)\s+(?:bank\s+)?account\b",
     ),
     _rule(
         "intent.fabricate",
@@ -430,11 +414,6 @@ INTENT_RULES: tuple[Rule, ...] = (
         r"\bthat\s+(?:never\s+happened|(?:was|were)\s+never\s+(?:delivered|provided|performed|"
         r"done|rendered|used|ordered|supplied))|"
         r"\b(?:even\s+though|although)\s+we\s+never\s+(?:used|ordered|received|hired)\b|"
-        rf"\bfor\s+{_W}{{0,4}}?(?:that\s+)?we\s+never\s+(?:actually\s+|really\s+)?"
-        r"(?:received|used|ordered|got|had)\b|"
-        r"\b(?:five|5)[- ]star\s+(?:reviews?|ratings?|testimonials?)\b.{0,80}?\b(?:different|"
-        r"varied|various|multiple|invented|made-up)\s+(?:\S+\s+){0,2}?(?:names|customers|"
-        r"accounts|people|voices|personas|buyers|reviewers)\b|"
         rf"\bmake\s+up\s+{_W}{{0,3}}?(?:reviews?|testimonials?|customers?|quotes?|references?)\b|"
         rf"\b(?:under|from|with)\s+{_W}{{0,2}}?(?:different|made-up|fake|invented|fictional)\s+"
         r"(?:customer\s+)?(?:names|accounts|identities|people|customers)\b|"
@@ -445,15 +424,10 @@ INTENT_RULES: tuple[Rule, ...] = (
     _rule(
         "intent.credential_lure",
         0.6,
-        r"\b(?:confirm|enter|re-?enter|verify|validate|provide|type|submit|send|"
-        rf"reply\s+with|upload)\s+{_W}{{0,2}}?"
+        rf"\b(?:confirm|enter|re-?enter|verify|validate|provide|type|submit|send)\s+{_W}{{0,2}}?"
         rf"(?:their|your)\s+{_W}{{0,2}}?(?:login|password|passwords|credentials|"
         r"log-?in\s+details|passcode|mfa\s+codes?|bank\s+details|card\s+details|"
-        r"access\s+codes?|passport\s+(?:number|scan|photo)|date\s+of\s+birth|"
-        r"social\s+security\s+number|card\s+numbers?|cvv)\b|"
-        r"\b(?:in|under)\s+(?:the\s+|our\s+)?(?:ceo|cfo|coo|md|president|director|boss)'?s?\s+"
-        r"(?:voice|name)\b.{0,160}?\b(?:wire|transfer|gift\s+cards?|bank\s+details|"
-        r"urgent\s+payment)|"
+        r"access\s+codes?)\b|"
         r"\b(?:posts?|sends?|forwards?|captures?|harvests?|emails?)\s+(?:the\s+|all\s+)?"
         r"(?:entered\s+|typed\s+|captured\s+)?(?:credentials|passwords|keystrokes)\b|"
         r"\b(?:pretend(?:s|ing)\s+to\s+be|posing\s+as|impersonat\w+|"
