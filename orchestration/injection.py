@@ -363,10 +363,10 @@ RULES: tuple[Rule, ...] = (
 # limits". The injection rules and the embeddings read the assistant being turned; these read
 # what the request is for: concealing a deed, diverting data or money to oneself,
 # fabricating a document, luring people into giving credentials, a character without
-# limits, operational detail asked for inside a story or a thought experiment. Security work talks about the same things ("what are the
-# signs of a fake invoice?"), so they only flag (the "intent" thresholds), and they are not
-# run on retrieved passages, where policy text describes fraud all the time
-# (docs/BENCHMARKS.md, "Guardrails, part T").
+# limits, operational detail asked for inside a story or a thought experiment. Security
+# work talks about the same things ("what are the signs of a fake invoice?"), so they only
+# flag (the "intent" thresholds), and they are not run on retrieved passages, where policy
+# text describes fraud all the time (docs/BENCHMARKS.md, "Guardrails, part T").
 _W = r"(?:[\w'’-]+\s+)"  # one word and the space after it
 INTENT_RULES: tuple[Rule, ...] = (
     _rule(
