@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings.dev")
 
-from bench.bench_guards import DATA, blind_split_numbers, load_corpus  # noqa: E402
+from bench.bench_guards import DATA, blind_split_numbers, load_corpus, pct  # noqa: E402
 
 
 def spent_splits() -> list[Path]:
@@ -77,13 +77,14 @@ def scan_split(directory: Path) -> list[dict[str, Any]]:
 
 
 def rules_time(directories: list[Path], passes: int = 3) -> dict[str, float]:
-    """p50 / p95 / max of the rules and the intent rules together (`rule_score` over every
-    inspection view, `intent_score` over the readable ones, as `scan` runs them), in ms."""
+    """p50 / p95 / max of the rules and the intent rules together (`pattern_scores`, as
+    `scan` runs them), in ms."""
     import time
 
-    from orchestration.injection import intent_score, rule_score
+    from orchestration.injection import Thresholds, pattern_scores
     from orchestration.normalize import inspection_views, normalize
 
+    thresholds = Thresholds.from_settings("GUARD_INPUT_THRESHOLDS")
     views = [
         inspection_views(row.text, normalize(row.text).text)
         for directory in directories
@@ -93,14 +94,12 @@ def rules_time(directories: list[Path], passes: int = 3) -> dict[str, float]:
     for _ in range(passes):
         for one in views:
             started = time.perf_counter()
-            rule_score(list(one.all))
-            intent_score(list(one.semantic))
+            pattern_scores(one, thresholds)
             times.append((time.perf_counter() - started) * 1000)
-    times.sort()
     return {
-        "p50": round(times[len(times) // 2], 3),
-        "p95": round(times[int(len(times) * 0.95)], 3),
-        "max": round(times[-1], 3),
+        "p50": round(pct(times, 0.5), 3),
+        "p95": round(pct(times, 0.95), 3),
+        "max": round(max(times, default=0.0), 3),
     }
 
 
@@ -126,7 +125,10 @@ def main() -> None:
         fit_with(extra)
     lines: list[dict[str, Any]] = []
     chosen = [name for name in os.environ.get("SPLITS", "").split(",") if name]
-    directories = [d for d in spent_splits() if not chosen or d.name in chosen]
+    spent = spent_splits()
+    if unknown := set(chosen) - {d.name for d in spent}:
+        raise SystemExit(f"no such spent split: {', '.join(sorted(unknown))}")
+    directories = [d for d in spent if not chosen or d.name in chosen]
     for directory in directories:
         split = scan_split(directory)
         lines += split

@@ -117,7 +117,7 @@ _PROMPT_I18N = (
     r"\b(?:instrucciones|instructions|consignes|anweisungen|istruzioni|instru[cç][õo]es|"
     r"instructies|instrukcje|инструкции)\s+(?:\w+\s+){0,2}?(?:ocultas|secretas|iniciales|"
     r"originales|cach[ée]es|secr[eè]tes|initiales|versteckten|geheimen|urspr[üu]nglichen|"
-    r"nascoste|segrete|iniziali|ocultas|secretas|iniciais|verborgen|geheime|ukryte|"
+    r"nascoste|segrete|iniziali|iniciais|verborgen|geheime|ukryte|"
     r"скрытые|секретные|исходные)"
 )
 # Verbs of showing, telling, printing or copying out, in the languages the rules cover.
@@ -829,19 +829,27 @@ def raised_by(verdict: Verdict, thresholds: Thresholds) -> frozenset[str]:
     )
 
 
+def pattern_scores(
+    views: Views, thresholds: Thresholds
+) -> tuple[dict[str, float], tuple[str, ...]]:
+    """The cheap detectors' scores and matched rule ids: the injection rules over every view,
+    and, where they are on, the intent rules over the readable views only (the text, its
+    folded form, decoded payloads; rot13, leetspeak and reversed text are for the attack
+    phrasings the injection rules know)."""
+    scores: dict[str, float] = {}
+    scores["rules"], matched = rule_score(list(views.all))
+    if thresholds.use_intent:
+        scores["intent"], intents = intent_score(list(views.semantic))
+        matched = (*matched, *intents)
+    return scores, matched
+
+
 def scan(text: str, thresholds: Thresholds, *, views: Views | None = None) -> Verdict:
     """Score `text` with every enabled detector and decide. `views` (from normalisation)
     defaults to those of `text` itself."""
     if views is None:
         views = inspection_views(text, normalize(text).text)
-    scores: dict[str, float] = {}
-    rules_score, matched = rule_score(list(views.all))
-    scores["rules"] = rules_score
-    if thresholds.use_intent:
-        # The readable views only (the text, its folded form, decoded payloads): rot13,
-        # leetspeak and reversed text are for the attack phrasings the rules know.
-        scores["intent"], intents = intent_score(list(views.semantic))
-        matched = (*matched, *intents)
+    scores, matched = pattern_scores(views, thresholds)
     action, decided_by = decide(scores, thresholds)
     # Similarity and the learned detector only run when the cheap rules have not already
     # blocked; they share one embedding of the text's pieces.

@@ -277,11 +277,11 @@ GUARD_EMBEDDING_FLOOR_LOGIT = env_float("GUARD_EMBEDDING_FLOOR_LOGIT", -2.0)
 GUARD_SUBPIECE_MARGIN = env_float("GUARD_SUBPIECE_MARGIN", None)
 GUARD_SUBPIECE_FLAG_AT = float(os.environ.get("GUARD_SUBPIECE_FLAG_AT", "0.7"))
 # The intent rules (orchestration/injection.py, INTENT_RULES): requests to conceal a deed,
-# fabricate a document, lure people into giving credentials, play a character without
-# limits, or get operational detail inside a story. They flag the input, never block, and do
-# not run on retrieved passages. On since their blind judgement on held-out 22: 5 more of
-# 150 attacks detected, no benign line flagged or blocked more, total p95 +0.2 ms
-# (docs/BENCHMARKS.md, "Guardrails, part T").
+# divert data or money to oneself, fabricate a document, lure people into giving
+# credentials, play a character without limits, or get operational detail inside a story.
+# They flag the input, never block, and do not run on retrieved passages. On since their
+# blind judgement on held-out 22: 5 more of 150 attacks detected, no benign line flagged or
+# blocked more, total p95 +0.2 ms (docs/BENCHMARKS.md, "Guardrails, part T").
 GUARD_INTENT_RULES = env_bool("GUARD_INTENT_RULES", True)
 # The offline local provider may only see tiers up to this one unless explicitly allowed.
 LOCAL_PROVIDER_MAX_TIER = os.environ.get("LOCAL_PROVIDER_MAX_TIER", "restricted")
