@@ -2,16 +2,20 @@
 judged on a sealed one.
 
     .venv/bin/python -m infra.run script bench/guard_spent.py
-    EXTRA=dir1,dir2 OUT=/tmp/b.json .venv/bin/python -m infra.run script bench/guard_spent.py
-    SPLITS=heldout21,heldout22 .venv/bin/python -m infra.run script bench/guard_spent.py
+    EXTRA=dir1,dir2:0.3 OUT=/tmp/b.json .venv/bin/python -m infra.run script bench/guard_spent.py
+    SPLITS=heldout21,heldout22 LEARNED_FLAG=0.35 .venv/bin/python -m infra.run script \
+        bench/guard_spent.py
 
 Runs `orchestration.injection.scan` at the deployed thresholds over the in-sample corpus and
 every `bench/data/guards/heldoutN` split (never `sealed/`), and prints per split: attacks
 detected (flagged or blocked) and blocked, benign blocked and flagged or blocked. `EXTRA`:
-folders laid out as the training corpus (`attacks.jsonl`, `benign.jsonl`), added to the
-learned detector's fit for this run only. `OUT`: a JSON file with each line's split, label,
-action, deciding detector and scores (no texts), to compare two runs line by line. `SPLITS`:
-only these (names as under bench/data/guards/; `guards` is the in-sample corpus). Also prints
+folders laid out as the training corpus (`attacks.jsonl`, `benign.jsonl`), each with an
+optional sample weight after a colon (1 when not given), added to the learned detector's fit
+for this run only, with no n-grams of their own. `LEARNED_FLAG`: the learned detector's flag
+threshold for this run (its block threshold stays). `OUT`: a JSON file with each line's
+split, label, action, deciding detector and scores (no texts), to compare two runs line by
+line. `SPLITS`: only these (names as under bench/data/guards/; `guards` is the in-sample
+corpus). Also prints
 the rules' own time per input (the injection and intent rules as the scan runs them, three
 passes), the part of the scan a rule change moves.
 
@@ -39,31 +43,60 @@ def spent_splits() -> list[Path]:
     return [DATA, DATA / "heldout", *(DATA / f"heldout{n}" for n in blind_split_numbers())]
 
 
-def fit_with(extra: list[Path]) -> None:
-    """Make the process's learned detector the one fit on the corpus plus `extra`."""
+def fit_with(extra: list[tuple[Path, float]]) -> None:
+    """Make the process's learned detector the one fit on the corpus plus `extra` (folder,
+    sample weight); the extra lines add no n-grams of their own (the vocabulary and IDF stay
+    the corpus's), so they move the regression without reshaping its features."""
     import numpy as np
 
     from orchestration import guard_model
 
     rows = guard_model.load_corpus()
-    added = [row for directory in extra for row in guard_model.load_corpus(directory)]
-    texts = [r.text for r in rows + added]
+    added = [(row, weight) for folder, weight in extra for row in guard_model.load_corpus(folder)]
+    texts = [r.text for r in rows] + [row.text for row, _ in added]
     vectors = np.concatenate(
         [
             guard_model.corpus_embeddings(texts[: len(rows)]),
             guard_model.embed_corpus(texts[len(rows) :]),
         ]
     )
-    guard_model._model = guard_model.fit(texts, [r.attack for r in rows + added], vectors)
+    guard_model._model = guard_model.fit(
+        texts,
+        [r.attack for r in rows] + [row.attack for row, _ in added],
+        vectors,
+        sample_weight=np.asarray([1.0] * len(rows) + [weight for _, weight in added]),
+        vocabulary_from=len(rows),
+    )
+
+
+def parse_extra(value: str) -> list[tuple[Path, float]]:
+    """`dir1,dir2:0.3` -> [(dir1, 1.0), (dir2, 0.3)]."""
+    out = []
+    for item in filter(None, value.split(",")):
+        folder, _, weight = item.partition(":")
+        out.append((Path(folder), float(weight or 1.0)))
+    return out
+
+
+def thresholds() -> Any:
+    """The deployed input thresholds, with `LEARNED_FLAG` when set."""
+    from dataclasses import replace
+
+    from orchestration.injection import Thresholds
+
+    deployed = Thresholds.from_settings("GUARD_INPUT_THRESHOLDS")
+    if flag := os.environ.get("LEARNED_FLAG"):
+        return replace(deployed, learned=(float(flag), deployed.learned[1]))
+    return deployed
 
 
 def scan_split(directory: Path) -> list[dict[str, Any]]:
-    from orchestration.injection import Thresholds, scan
+    from orchestration.injection import scan
 
-    thresholds = Thresholds.from_settings("GUARD_INPUT_THRESHOLDS")
+    chosen = thresholds()
     out = []
     for row in load_corpus(directory):
-        verdict = scan(row.text, thresholds)
+        verdict = scan(row.text, chosen)
         out.append(
             {
                 "split": directory.name,
@@ -120,7 +153,7 @@ def main() -> None:
     import django
 
     django.setup()
-    extra = [Path(p) for p in os.environ.get("EXTRA", "").split(",") if p]
+    extra = parse_extra(os.environ.get("EXTRA", ""))
     if extra:
         fit_with(extra)
     lines: list[dict[str, Any]] = []

@@ -157,12 +157,18 @@ def fit(
     ngrams: tuple[int, int] = NGRAMS,
     embedding_weight: float = EMBEDDING_WEIGHT,
     c: float = C,
+    sample_weight: np.ndarray | None = None,
+    vocabulary_from: int | None = None,
 ) -> GuardModel:
-    """Fit the vectoriser and the regression (deterministic: same data, same weights)."""
+    """Fit the vectoriser and the regression (deterministic: same data, same weights).
+
+    `sample_weight`: each text's weight in the regression (1 when not given).
+    `vocabulary_from`: the n-gram vocabulary and IDF come from the first this many texts
+    only (all when not given), so lines added after them add no n-grams of their own."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    lowered = [t.lower() for t in texts]
+    lowered = [t.lower() for t in texts[:vocabulary_from]]
     characters = TfidfVectorizer(
         analyzer="char_wb", ngram_range=ngrams, min_df=2, sublinear_tf=True, dtype=np.float64
     )
@@ -174,7 +180,9 @@ def fit(
     vectorizers = (characters.fit(lowered), words.fit(lowered))
     classifier = LogisticRegression(C=c, class_weight="balanced", max_iter=5000)
     model = GuardModel(vectorizers, classifier, embedding_weight)
-    classifier.fit(model.features(texts, vectors), np.asarray(labels, dtype=bool))
+    classifier.fit(
+        model.features(texts, vectors), np.asarray(labels, dtype=bool), sample_weight=sample_weight
+    )
     return model
 
 
