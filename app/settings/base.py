@@ -364,8 +364,10 @@ GUARD_INPUT_THRESHOLDS = {
     # benign lines score higher. Flag at 0.4, chosen with the fourth and fifth training
     # batches by replaying stored scores of the seen splits (in-sample and held-out 1-13,
     # 3,652 lines): flag 0.55 -> 0.4 cut the missed attacks of held-out 2-13 from 59 to 31
-    # and raised benign flags from 11.2% to 12.9% (docs/BENCHMARKS.md, part I).
-    "learned": [0.4, 0.92],
+    # and raised benign flags from 11.2% to 12.9% (docs/BENCHMARKS.md, part I). 0.4 -> 0.35
+    # by a rule fixed before held-out 25-27 ran, pooled: 431 -> 435 of 449 attacks detected,
+    # benign flagged or blocked 74 -> 80 of 441, benign blocked unchanged (part X).
+    "learned": [0.35, 0.92],
     "classifier": [0.5, 0.9],
 }
 # Retrieved chunks: a chunk at or above "flag" is dropped and its document flagged. The
