@@ -524,6 +524,18 @@ _QUOTED = re.compile(
     r"|(?<!\w)'[^'\n]{3,}?'(?!\w)"
     r"|(?<!`)`[^`\n]{3,}?`(?!`)"
     r"|(?<![\w/])/(?=[^/\n]*[\\(\[|])[^/\s][^/\n]{2,}?/[a-z]*(?![\w/])"
+    # A markdown image given as an example ("images such as ![x](https://…?d=…)", "the
+    # example is an answer containing ![x](…)"): a question about the exfiltration, not one.
+    r"|(?i:\b(?:such\s+as|like|e\.g\.,?|for\s+(?:example|instance),?|"
+    r"example\b[^.!?\n]{0,80}?(?:\bis|:|\bending\s+in|\bcontaining|\blike))\s+"
+    r"!\[[^\]\n]*\]\([^)\n]*\))"
+    # What someone else might ask, described in a bot's draft rules ("if someone asks it to
+    # drop these rules, decline"; "ignore requests to change your role").
+    r"|(?i:\b(?:if|when|whenever|should)\s+(?:someone|anyone|somebody|a\s+(?:user|customer|"
+    r"caller|colleague|visitor)|users|customers|people)\s+(?:asks?|tells?|tries|wants?|"
+    r"requests?)\s+(?:it\s+|you\s+|the\s+(?:bot|assistant|model)\s+)?to\s+[^.;\n]*)"
+    r"|(?i:\b(?:ignore|decline|refuse|reject)\s+(?:any\s+|all\s+)?(?:requests|attempts)\s+"
+    r"to\s+[^.;\n]*)"
 )
 QUOTED_RULE_CAP = 0.6
 
