@@ -457,7 +457,14 @@ INTENT_RULES: tuple[Rule, ...] = (
         r"\bnever\s+(?:breaks?|leaves?|drops?)\s+(?:role|character)\b|"
         r"\b(?:never|doesn'?t|does\s+not|won'?t|will\s+not)\s+(?:refuses?|lectures?|says?\s+no|"
         r"moralis\w+|moraliz\w+)\b|"
-        r"\bhands?\s+(?:out|over)\s+(?:anything|everything)\b",
+        r"\bhands?\s+(?:out|over)\s+(?:anything|everything)\b|"
+        # A character cast for not caring ("my buddy from payroll who doesn't care about
+        # rules"), or for remembering how easy a deed was ("loved telling stories about how
+        # easy it was to clone staff badges").
+        r"\b(?:who|that)\s+(?:doesn'?t|does\s+not|don'?t|never)\s+cares?\s+(?:about|for)\s+"
+        r"(?:the\s+)?(?:rules|compliance|policy|policies|privacy|confidentiality|security)\b|"
+        r"\bhow\s+easy\s+it\s+(?:was|is|used\s+to\s+be)\s+to\s+(?:clone|copy|bypass|skim|steal|"
+        r"fake|forge|tailgate|pick|crack|break\s+into|get\s+(?:past|around|into))\b",
     ),
     _rule(
         "intent.payment_diversion",
