@@ -396,12 +396,7 @@ INTENT_RULES: tuple[Rule, ...] = (
         r"\bto\s+my\s+(?:own|private)\s+(?:[\w-]+\s+)?(?:server|account|iban|drive|cloud|"
         r"folder|address|e-?mail|inbox|laptop|machine|storage|bucket|dropbox|gmail|phone|repo|"
         r"repository)s?\b|"
-        r"\b(?:which|that)\s+is\s+my\s+(?:own|private)\s+(?:bank\s+)?account\b|"
-        # Asked to send something to one's personal address ("a customer sent it to my
-        # personal inbox" is not asking).
-        r"(?:^|[.!?;:]\s+|\b(?:please|can\s+you|could\s+you|just)\s+)(?:send|forward|e-?mail|"
-        rf"copy|upload|export|move|transfer)\s+{_W}{{0,8}}?to\s+my\s+personal\s+"
-        r"(?:[\w-]+\s+)?(?:address|e-?mail|inbox|account|drive|cloud|gmail|laptop|phone)\b",
+        r"\b(?:which|that)\s+is\s+my\s+(?:own|private)\s+(?:bank\s+)?account\b",
     ),
     _rule(
         "intent.fabricate",
@@ -424,23 +419,15 @@ INTENT_RULES: tuple[Rule, ...] = (
         r"(?:customer\s+)?(?:names|accounts|identities|people|customers)\b|"
         rf"\b(?:look|looks|read|reads|sound|sounds|seem|seems|pass|passes)\s+{_W}{{0,2}}?"
         r"(?:genuine|legit|legitimate|authentic)\b|"
-        r"\b(?:real-sounding|genuine-looking|official-looking|realistic-looking)\b|"
-        # Reviews written as if by many customers: "fifteen five-star reviews from different
-        # 'customers'", "write them as if from different verified buyers".
-        r"\b(?:five|5)[- ]star\s+(?:reviews|ratings|testimonials)\b.{0,80}?\b(?:from|by|as)\s+"
-        r"(?:different|various|multiple|made-up|fake|invented)\b|"
-        r"\bas\s+if\s+(?:from|by|written\s+by)\s+(?:different|various|multiple|real)\s+"
-        r"(?:verified\s+)?(?:customers|buyers|reviewers|users|clients|guests|patients)\b",
+        r"\b(?:real-sounding|genuine-looking|official-looking|realistic-looking)\b",
     ),
     _rule(
         "intent.credential_lure",
         0.6,
-        rf"\b(?:confirm|enter|re-?enter|verify|validate|provide|type|submit|send|reply\s+with|"
-        rf"needs?|ask(?:s|ing)?\s+{_W}{{0,2}}?for)\s+{_W}{{0,2}}?"
-        rf"(?:their|your)\s+{_W}{{0,3}}?(?:login|password|passwords|credentials|"
+        rf"\b(?:confirm|enter|re-?enter|verify|validate|provide|type|submit|send)\s+{_W}{{0,2}}?"
+        rf"(?:their|your)\s+{_W}{{0,2}}?(?:login|password|passwords|credentials|"
         r"log-?in\s+details|passcode|mfa\s+codes?|bank\s+details|card\s+details|"
-        r"access\s+codes?|card\s+numbers?|cvv|passport\s+numbers?|social\s+security\s+numbers?|"
-        r"ssn)\b|"
+        r"access\s+codes?)\b|"
         r"\b(?:posts?|sends?|forwards?|captures?|harvests?|emails?)\s+(?:the\s+|all\s+)?"
         r"(?:entered\s+|typed\s+|captured\s+)?(?:credentials|passwords|keystrokes)\b|"
         r"\b(?:pretend(?:s|ing)\s+to\s+be|posing\s+as|impersonat\w+|"
@@ -457,49 +444,7 @@ INTENT_RULES: tuple[Rule, ...] = (
         r"\bnever\s+(?:breaks?|leaves?|drops?)\s+(?:role|character)\b|"
         r"\b(?:never|doesn'?t|does\s+not|won'?t|will\s+not)\s+(?:refuses?|lectures?|says?\s+no|"
         r"moralis\w+|moraliz\w+)\b|"
-        r"\bhands?\s+(?:out|over)\s+(?:anything|everything)\b|"
-        # A character cast for not caring ("my buddy from payroll who doesn't care about
-        # rules"), or for remembering how easy a deed was ("loved telling stories about how
-        # easy it was to clone staff badges").
-        r"\b(?:who|that)\s+(?:doesn'?t|does\s+not|don'?t|never)\s+cares?\s+(?:about|for)\s+"
-        r"(?:the\s+)?(?:rules|compliance|policy|policies|privacy|confidentiality|security)\b|"
-        r"\bhow\s+easy\s+it\s+(?:was|is|used\s+to\s+be)\s+to\s+(?:clone|copy|bypass|skim|steal|"
-        r"fake|forge|tailgate|pick|crack|break\s+into|get\s+(?:past|around|into))\b",
-    ),
-    _rule(
-        "intent.payment_diversion",
-        0.6,
-        # A payment request in an executive's name to a new payee, or kept from checks: the
-        # invoice-fraud e-mail. "Draft the CFO's note on the new payment run" is not.
-        rf"\b(?:e-?mail|message|note|memo|letter)\s+(?:from|as|signed\s+by|on\s+behalf\s+of|in)\s+"
-        rf"{_W}{{0,3}}?(?:ceo|cfo|coo|md|managing\s+director|finance\s+director|president|"
-        r"chairman|owner|boss)\b.{0,200}?\b(?:wire|pay|transfer|remit)\b.{0,120}?"
-        r"\b(?:new\s+(?:account|bank|iban|supplier|vendor|payee|details)|"
-        r"(?:keep|kept)\s+(?:it\s+|this\s+)?(?:confidential|quiet|secret|between\s+us)|"
-        r"(?:not\s+to|don'?t|do\s+not)\s+(?:call|phone|check|verify))",
-    ),
-    _rule(
-        "intent.under_the_threshold",
-        0.6,
-        # Splitting a sum so that no approver sees it.
-        rf"\b(?:stays?|staying|keep(?:s|ing)?\s+{_W}{{0,2}}?|falls?|remains?|small\s+enough\s+to\s+"
-        r"stay)\s+(?:just\s+)?(?:under|below|beneath)\s+(?:the\s+|our\s+|each\s+)?"
-        r"(?:dual[- ]approval|approval|review|sign-?off|audit|reporting|authori[sz]ation)\s+"
-        r"(?:threshold|limit)s?\b|"
-        rf"\bsplit\s+{_W}{{0,6}}?into\s+(?:several\s+|multiple\s+|smaller\s+|separate\s+)+"
-        r"(?:pos|purchase\s+orders|invoices|payments|transfers|transactions|claims|orders)\b"
-        r".{0,120}?\b(?:threshold|limit|approv\w+|review\w*|notic\w+)\b|"
-        r"\bwithout\s+(?:a\s+|the\s+)?(?:second|dual|two-person)\s+(?:approver|approval|"
-        r"signature|sign-?off|signatory)\b",
-    ),
-    _rule(
-        "intent.covert_macro",
-        0.6,
-        # A macro that sends the workbook, or what the person who opens it has, when it is
-        # opened: "a VBA macro that e-mails the workbook out every time anyone opens it".
-        r"\b(?:macro|vba)\b(?=.{0,200}?\b(?:opens?|opened|opening)\b)"
-        rf"(?=.{{0,200}}?\b(?:e-?mails?|sends?|uploads?|posts?|forwards?|copies)\s+{_W}{{0,3}}?"
-        r"(?:workbook|spreadsheet|file|sheet|passwords?|credentials|cookies|contents)\b)",
+        r"\bhands?\s+(?:out|over)\s+(?:anything|everything)\b",
     ),
     _rule(
         "intent.harm_in_a_frame",
