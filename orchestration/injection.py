@@ -171,7 +171,12 @@ RULES: tuple[Rule, ...] = (
         "exfil.system_prompt",
         0.95,
         r"\b(?:reveal|show|print|output|display|repeat|dump|leak|tell\s+me|give\s+me|write\s+out|"
-        r"recite|spell\s+out|what\s+(?:is|are|was|were))\W+{_ANY}(?:your|the)\s+(?:\w+\s+)?"
+        r"recite|spell\s+out|what\s+(?:is|are|was|were))\W+{_ANY}"
+        # "good practices for writing the system prompt of our support bot" asks how to
+        # write one, not for this one.
+        r"(?<!writing\s)(?<!write\s)(?<!drafting\s)(?<!draft\s)(?<!designing\s)"
+        r"(?<!design\s)(?<!improving\s)(?<!improve\s)(?<!structuring\s)(?<!structure\s)"
+        r"(?:your|the)\s+(?:\w+\s+)?"
         r"(?:system\s+prompt|initial\s+prompt|hidden\s+(?:prompt|instructions?)|"
         r"(?:secret|original|initial|hidden|confidential)\s+instructions?|"
         r"instructions?\s+(?:you\s+were\s+given|above)|prompt\s+above|canary|pre-?prompt)".replace(
@@ -479,6 +484,8 @@ _QUOTED = re.compile(
     # A markdown image given as an example ("images such as ![x](https://…?d=…)", "the
     # example is an answer containing ![x](…)"): a question about the exfiltration, not one.
     r"|(?i:\b(?:such\s+as|like|e\.g\.,?|for\s+(?:example|instance),?|"
+    r"(?:being|was|were|been|is|are|got)\s+(?:told|asked|instructed|tricked)\s+to\s+"
+    r"(?:render|output|include|show|print|return|emit)|"
     r"example\b[^.!?\n]{0,80}?(?:\bis|:|\bending\s+in|\bcontaining|\blike))\s+"
     r"!\[[^\]\n]*\]\([^)\n]*\))"
     # What someone else might ask, described in a bot's draft rules ("if someone asks it to
