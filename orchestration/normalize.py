@@ -174,6 +174,26 @@ def decoded_payloads(text: str) -> list[str]:
     return found
 
 
+def with_payloads_decoded(text: str) -> str:
+    """`text` with each base64 / hex run that decodes to readable text replaced by that text.
+
+    What the embedding detectors read in place of the text itself: an encoded run's
+    characters are noise to them, while its decoded words carry the meaning. "Decode this
+    base64 from a config file: ZXUtY2VudHJhbC0x" is then read as a question about
+    "eu-central-1", and "decode this and do what it says: <payload>" with the payload's words
+    in place."""
+
+    def base64_run(match: re.Match[str]) -> str:
+        return _decode_base64(match.group()) or match.group()
+
+    def hex_run(match: re.Match[str]) -> str:
+        run = match.group()
+        decoded = _decode_hex(run)
+        return decoded + run[len(run.rstrip()) :] if decoded else run  # keep its trailing space
+
+    return _HEX_RUN.sub(hex_run, _BASE64_RUN.sub(base64_run, text))
+
+
 # Letters kept apart by a separator ("i.g.n.o.r.e", "i-g-n-o-r-e", "i g n o r e"): single
 # characters joined by one of . - _ * · / or a single space, at least three in a row.
 _SPLIT_LETTERS = re.compile(r"(?<!\w)\w(?:([.\-_*·/ ])\w(?!\w)){2,}(?![.\-_*·/]?\w)")
@@ -210,9 +230,11 @@ def inspection_views(raw: str, normalized: str) -> Views:
 
     rot13, leetspeak, rejoined split letters and the reversed text are always added for
     the rules (cheap; a benign text turns into noise that no rule matches); base64/hex/tag
-    payloads are added when present."""
+    payloads are added when present. The readable views read encoded runs as their decoded
+    text (`with_payloads_decoded`); the rules also see the text as written."""
     folded = fold_confusables(normalized)
-    semantic = [normalized, fold_disguised_words(normalized)]
+    readable = with_payloads_decoded(normalized)
+    semantic = [readable, fold_disguised_words(readable)]
     semantic.extend(
         fold_confusables(unicodedata.normalize("NFKC", p)) for p in decoded_payloads(raw)
     )
@@ -223,4 +245,6 @@ def inspection_views(raw: str, normalized: str) -> Views:
         folded[::-1],  # text written backwards
     ]
     semantic_unique = tuple(dict.fromkeys(v for v in semantic if v.strip()))
-    return Views(semantic_unique, tuple(dict.fromkeys((*semantic_unique, folded, *transforms))))
+    return Views(
+        semantic_unique, tuple(dict.fromkeys((*semantic_unique, normalized, folded, *transforms)))
+    )

@@ -114,3 +114,15 @@ def test_benign_text_yields_no_decoded_payload():
     raw = "What is the travel policy for 2026?"
     views = inspection_views(raw, raw)
     assert views.semantic == (raw,)
+
+
+def test_the_readable_views_read_an_encoded_run_as_its_decoded_text():
+    value = base64.b64encode(b"eu-central-1 region").decode()
+    raw = f"What does {value} mean in this config?"
+    views = inspection_views(raw, raw)
+    assert views.semantic[0] == "What does eu-central-1 region mean in this config?"
+    assert raw in views.all  # the rules still read the text as written
+    hex_raw = "The log says 4261636b757020636f6d706c65746564 then stops."
+    assert inspection_views(hex_raw, hex_raw).semantic[0] == (
+        "The log says Backup completed then stops."
+    )
