@@ -73,7 +73,7 @@ def blind_split_numbers(directory: Path = DATA) -> list[int]:
 
 def check_disjoint(rows: list[Row]) -> None:
     """The corpus must not contain the detector's own reference or training texts."""
-    from orchestration.guard_model import load_corpus as training_corpus
+    from orchestration.guard_model import training_set
     from orchestration.injection import (
         ATTACK_LIBRARY,
         BENIGN_ANCHORS,
@@ -88,7 +88,7 @@ def check_disjoint(rows: list[Row]) -> None:
         key(t)
         for path in (ATTACK_LIBRARY, BENIGN_ANCHORS, BENIGN_CONTEXT_ANCHORS)
         for t in _lines(path)
-    } | {key(example.text) for example in training_corpus()}
+    } | {key(text) for text in training_set().texts}
     overlap = [r.text for r in rows if key(r.text) in reference]
     if overlap:
         # A count, not the texts: a blind split's lines must not be shown.

@@ -14,10 +14,11 @@ optional sample weight after a colon (1 when not given), added to the learned de
 for this run only, with no n-grams of their own. `LEARNED_FLAG`: the learned detector's flag
 threshold for this run (its block threshold stays). `OUT`: a JSON file with each line's
 split, label, action, deciding detector and scores (no texts), to compare two runs line by
-line. `SPLITS`: only these (names as under bench/data/guards/; `guards` is the in-sample
-corpus). Also prints
-the rules' own time per input (the injection and intent rules as the scan runs them, three
-passes), the part of the scan a rule change moves.
+line. `SUPPLEMENTS`: the learned detector's supplements for this run (`none`, or
+`name:weight,...`; the deployed ones when not set). `SPLITS`: only these (names as under
+bench/data/guards/; `guards` is the in-sample corpus). Also prints the rules' own time per
+input (the injection and intent rules as the scan runs them, three passes), the part of the
+scan a rule change moves.
 
 These splits are spent: every figure here is development evidence. A change is judged on a
 sealed split, with its rule written down first (docs/BENCHMARKS.md, parts I–N).
@@ -43,30 +44,38 @@ def spent_splits() -> list[Path]:
     return [DATA, DATA / "heldout", *(DATA / f"heldout{n}" for n in blind_split_numbers())]
 
 
-def fit_with(extra: list[tuple[Path, float]]) -> None:
-    """Make the process's learned detector the one fit on the corpus plus `extra` (folder,
-    sample weight); the extra lines add no n-grams of their own (the vocabulary and IDF stay
-    the corpus's), so they move the regression without reshaping its features."""
+def fit_with(extra: list[tuple[Path, float]], supplements: dict[str, float] | None) -> None:
+    """Make the process's learned detector the one fit on the corpus, `supplements` (the
+    deployed ones when None) and `extra` (folder, sample weight); supplements and extra
+    lines add no n-grams of their own (the vocabulary and IDF stay the corpus's)."""
     import numpy as np
 
     from orchestration import guard_model
 
-    rows = guard_model.load_corpus()
+    deployed = guard_model.training_set()
+    shipped = dict(zip(deployed.texts, guard_model.corpus_embeddings(deployed.texts), strict=True))
+    training = guard_model.training_set(supplements)
     added = [(row, weight) for folder, weight in extra for row in guard_model.load_corpus(folder)]
-    texts = [r.text for r in rows] + [row.text for row, _ in added]
-    vectors = np.concatenate(
-        [
-            guard_model.corpus_embeddings(texts[: len(rows)]),
-            guard_model.embed_corpus(texts[len(rows) :]),
-        ]
-    )
+    texts = training.texts + [row.text for row, _ in added]
+    missing = [t for t in texts if t not in shipped]
+    fresh = dict(zip(missing, guard_model.embed_corpus(missing), strict=True)) if missing else {}
+    vectors = np.asarray([shipped[t] if t in shipped else fresh[t] for t in texts])
     guard_model._model = guard_model.fit(
         texts,
-        [r.attack for r in rows] + [row.attack for row, _ in added],
+        training.labels + [row.attack for row, _ in added],
         vectors,
-        sample_weight=np.asarray([1.0] * len(rows) + [weight for _, weight in added]),
-        vocabulary_from=len(rows),
+        sample_weight=np.concatenate([training.weights, [weight for _, weight in added]]),
+        vocabulary_from=training.corpus_size,
     )
+
+
+def parse_supplements(value: str) -> dict[str, float] | None:
+    """`none` -> {}; `decoding:0.3,harm_requests:1` -> those; empty -> None (deployed)."""
+    if not value:
+        return None
+    if value == "none":
+        return {}
+    return {name: float(weight) for name, _, weight in (i.partition(":") for i in value.split(","))}
 
 
 def parse_extra(value: str) -> list[tuple[Path, float]]:
@@ -154,8 +163,9 @@ def main() -> None:
 
     django.setup()
     extra = parse_extra(os.environ.get("EXTRA", ""))
-    if extra:
-        fit_with(extra)
+    supplements = parse_supplements(os.environ.get("SUPPLEMENTS", ""))
+    if extra or supplements is not None:
+        fit_with(extra, supplements)
     lines: list[dict[str, Any]] = []
     chosen = [name for name in os.environ.get("SPLITS", "").split(",") if name]
     spent = spent_splits()

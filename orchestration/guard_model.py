@@ -17,7 +17,9 @@ the corpus texts and the pinned model, otherwise they are recomputed (and a test
 same on every CPU; the quantised ones the guards compute at run time differ a little from one
 instruction set to another, so shipped quantised vectors would match only the machine that
 wrote them. The evaluation sets under bench/data/guards/ are
-never part of the fit (`make bench-guards` refuses to run if they overlap).
+never part of the fit (`make bench-guards` refuses to run if they overlap). Besides the corpus,
+the fit reads `SUPPLEMENTS`: smaller batches at a lower sample weight that add no n-grams of
+their own.
 """
 
 from __future__ import annotations
@@ -50,6 +52,17 @@ NGRAMS = (2, 5)  # character n-grams
 WORD_NGRAMS = (1, 2)
 EMBEDDING_WEIGHT = 0.5  # the embedding block's scale against the unit-norm n-gram block
 C = 16.0
+# Batches that teach a contrast the corpus lacks, fit at a lower sample weight and without
+# n-grams of their own (the vocabulary and IDF come from the corpus alone), so they move the
+# regression towards their contrast without reshaping the rest. "decoding": questions that
+# ask to decode or explain an encoded value, against decode-and-obey attacks. "harm_requests":
+# requests for harm that attack no instruction (a harmless task turning into fake reviews,
+# payment fraud, phishing, forged documents, control evasion, covert data theft, harm in a
+# story or persona), against the same subjects asked about in good faith. Chosen in
+# docs/BENCHMARKS.md, part AC (reverted by its rule on held-out 31-33), adopted in part AD
+# (held-out 34-36: 398 -> 413 of 428 attacks detected, benign blocked 6 -> 4 of 403).
+SUPPLEMENTS: dict[str, float] = {"decoding": 0.3, "harm_requests": 0.3}
+SUPPLEMENT_DIR = CORPUS / "supplements"
 
 _lock = threading.Lock()
 _model: GuardModel | None = None
@@ -78,6 +91,47 @@ def load_corpus(directory: Path = CORPUS) -> list[Example]:
                     )
                 )
     return rows
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingSet:
+    """What the detector is fit on: the corpus's examples, then the supplements'."""
+
+    examples: list[Example]
+    weights: np.ndarray  # one sample weight per example
+    corpus_size: int  # the first `corpus_size` examples are the corpus (they fix the n-grams)
+
+    @property
+    def texts(self) -> list[str]:
+        return [e.text for e in self.examples]
+
+    @property
+    def labels(self) -> list[bool]:
+        return [e.attack for e in self.examples]
+
+
+def training_set(supplements: dict[str, float] | None = None) -> TrainingSet:
+    """The corpus, then each supplement (`SUPPLEMENTS` unless given) at its weight."""
+    corpus = load_corpus()
+    examples, weights = list(corpus), [1.0] * len(corpus)
+    for name, weight in (SUPPLEMENTS if supplements is None else supplements).items():
+        if not 0.0 < weight <= 1.0:
+            raise ValueError(f"supplement {name!r}: weight {weight} is not in (0, 1]")
+        rows = load_corpus(SUPPLEMENT_DIR / name)
+        examples += rows
+        weights += [weight] * len(rows)
+    return TrainingSet(examples, np.asarray(weights), len(corpus))
+
+
+def fit_training_set(training: TrainingSet, vectors: np.ndarray) -> GuardModel:
+    """`fit` on a training set: its sample weights, the n-grams of its corpus part."""
+    return fit(
+        training.texts,
+        training.labels,
+        vectors,
+        sample_weight=training.weights,
+        vocabulary_from=training.corpus_size,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +261,8 @@ def embed_corpus(texts: Sequence[str]) -> np.ndarray:
 
 
 def corpus_embeddings(texts: Sequence[str]) -> np.ndarray:
-    """The shipped embeddings when they match `texts` and the model, else fresh ones."""
+    """The shipped embeddings when they match `texts` (the training set's) and the model,
+    else fresh ones."""
     from broker.embeddings import EMBEDDING_DIM
 
     if EMBEDDINGS_DIGEST.is_file() and EMBEDDINGS.is_file():
@@ -220,8 +275,8 @@ def corpus_embeddings(texts: Sequence[str]) -> np.ndarray:
 
 
 def write_corpus_embeddings() -> Path:
-    """Recompute the corpus's embeddings and their digest (`make guard-embeddings`)."""
-    texts = [r.text for r in load_corpus()]
+    """Recompute the training set's embeddings and their digest (`make guard-embeddings`)."""
+    texts = training_set().texts
     np.save(EMBEDDINGS, embed_corpus(texts), allow_pickle=False)
     EMBEDDINGS_DIGEST.write_text(corpus_digest(texts) + "\n")
     return EMBEDDINGS
@@ -232,9 +287,8 @@ def guard_model() -> GuardModel:
     global _model
     with _lock:
         if _model is None:
-            rows = load_corpus()
-            texts = [r.text for r in rows]
-            _model = fit(texts, [r.attack for r in rows], corpus_embeddings(texts))
+            training = training_set()
+            _model = fit_training_set(training, corpus_embeddings(training.texts))
         return _model
 
 
