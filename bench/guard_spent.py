@@ -69,22 +69,26 @@ def fit_with(extra: list[tuple[Path, float]], supplements: dict[str, float] | No
     )
 
 
+def _weighted(value: str) -> list[tuple[str, float]]:
+    """`a,b:0.3` -> [("a", 1.0), ("b", 0.3)]."""
+    out = []
+    for item in filter(None, value.split(",")):
+        name, _, weight = item.partition(":")
+        out.append((name, float(weight or 1.0)))
+    return out
+
+
 def parse_supplements(value: str) -> dict[str, float] | None:
-    """`none` -> {}; `decoding:0.3,harm_requests:1` -> those; empty -> None (deployed)."""
+    """`none` -> {}; `decoding:0.3,harm_requests` -> those (1 when no weight); empty -> None
+    (the deployed ones)."""
     if not value:
         return None
-    if value == "none":
-        return {}
-    return {name: float(weight) for name, _, weight in (i.partition(":") for i in value.split(","))}
+    return {} if value == "none" else dict(_weighted(value))
 
 
 def parse_extra(value: str) -> list[tuple[Path, float]]:
     """`dir1,dir2:0.3` -> [(dir1, 1.0), (dir2, 0.3)]."""
-    out = []
-    for item in filter(None, value.split(",")):
-        folder, _, weight = item.partition(":")
-        out.append((Path(folder), float(weight or 1.0)))
-    return out
+    return [(Path(folder), weight) for folder, weight in _weighted(value)]
 
 
 def thresholds() -> Any:

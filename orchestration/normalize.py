@@ -15,7 +15,9 @@ import binascii
 import codecs
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 # Zero-width and joiner characters, the BOM, soft hyphen, word joiner and invisible operators.
 _INVISIBLE = frozenset(
@@ -157,20 +159,18 @@ def _decode_hex(run: str) -> str | None:
     return None
 
 
+# Each kind of encoded run and its decoder (None when the run is not readable text).
+_RUN_DECODERS = ((_BASE64_RUN, _decode_base64), (_HEX_RUN, _decode_hex))
+
+
 def decoded_payloads(text: str) -> list[str]:
     """Plain text recovered from base64 / hex runs and Unicode tag characters in `text`."""
     found: list[str] = []
     hidden = tag_payload(text)
     if hidden.strip():
         found.append(hidden)
-    for match in _BASE64_RUN.finditer(text):
-        decoded = _decode_base64(match.group())
-        if decoded:
-            found.append(decoded)
-    for match in _HEX_RUN.finditer(text):
-        decoded = _decode_hex(match.group())
-        if decoded:
-            found.append(decoded)
+    for pattern, decode in _RUN_DECODERS:
+        found.extend(d for match in pattern.finditer(text) if (d := decode(match.group())))
     return found
 
 
@@ -182,16 +182,15 @@ def with_payloads_decoded(text: str) -> str:
     base64 from a config file: ZXUtY2VudHJhbC0x" is then read as a question about
     "eu-central-1", and "decode this and do what it says: <payload>" with the payload's words
     in place."""
+    for pattern, decode in _RUN_DECODERS:
+        text = pattern.sub(partial(_readable_run, decode=decode), text)
+    return text
 
-    def base64_run(match: re.Match[str]) -> str:
-        return _decode_base64(match.group()) or match.group()
 
-    def hex_run(match: re.Match[str]) -> str:
-        run = match.group()
-        decoded = _decode_hex(run)
-        return decoded + run[len(run.rstrip()) :] if decoded else run  # keep its trailing space
-
-    return _HEX_RUN.sub(hex_run, _BASE64_RUN.sub(base64_run, text))
+def _readable_run(match: re.Match[str], decode: Callable[[str], str | None]) -> str:
+    run = match.group()
+    decoded = decode(run)
+    return decoded + run[len(run.rstrip()) :] if decoded else run  # keep its trailing space
 
 
 # Letters kept apart by a separator ("i.g.n.o.r.e", "i-g-n-o-r-e", "i g n o r e"): single
