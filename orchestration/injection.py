@@ -120,6 +120,13 @@ _PROMPT_I18N = (
     r"nascoste|segrete|iniziali|iniciais|verborgen|geheime|ukryte|"
     r"скрытые|секретные|исходные)"
 )
+# "good practices for writing the system prompt of our support bot" asks how to write one,
+# not for this one: "the system prompt" right after a verb of writing is not asked for.
+_NOT_AFTER_WRITING = "".join(
+    rf"(?<!{verb}\s)"
+    for verb in ("writing", "write", "drafting", "draft", "designing", "design", "improving",
+                 "improve", "structuring", "structure")
+)  # fmt: skip
 # Verbs of showing, telling, printing or copying out, in the languages the rules cover.
 _SHOW_I18N = (
     r"\b(?:mostra\w*|muestra\w*|mu[ée]strame|ens[eé][ñn]a\w*|dime|d[ií]game|revel[ae]\w*|"
@@ -171,17 +178,13 @@ RULES: tuple[Rule, ...] = (
         "exfil.system_prompt",
         0.95,
         r"\b(?:reveal|show|print|output|display|repeat|dump|leak|tell\s+me|give\s+me|write\s+out|"
-        r"recite|spell\s+out|what\s+(?:is|are|was|were))\W+{_ANY}"
-        # "good practices for writing the system prompt of our support bot" asks how to
-        # write one, not for this one.
-        r"(?<!writing\s)(?<!write\s)(?<!drafting\s)(?<!draft\s)(?<!designing\s)"
-        r"(?<!design\s)(?<!improving\s)(?<!improve\s)(?<!structuring\s)(?<!structure\s)"
-        r"(?:your|the)\s+(?:\w+\s+)?"
+        r"recite|spell\s+out|what\s+(?:is|are|was|were))\W+"
+        + _ANY
+        + _NOT_AFTER_WRITING
+        + r"(?:your|the)\s+(?:\w+\s+)?"
         r"(?:system\s+prompt|initial\s+prompt|hidden\s+(?:prompt|instructions?)|"
         r"(?:secret|original|initial|hidden|confidential)\s+instructions?|"
-        r"instructions?\s+(?:you\s+were\s+given|above)|prompt\s+above|canary|pre-?prompt)".replace(
-            "{_ANY}", _ANY
-        ),
+        r"instructions?\s+(?:you\s+were\s+given|above)|prompt\s+above|canary|pre-?prompt)",
     ),
     _rule(
         "exfil.verbatim_rules",
