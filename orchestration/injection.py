@@ -481,7 +481,8 @@ INTENT_RULES: tuple[Rule, ...] = (
 # code blocks are not: pasted material is where an indirect injection hides.
 _QUOTED = re.compile(
     r"\"[^\"\n]{3,}?\"|“[^”\n]{3,}?”|„[^“”\n]{3,}?[“”]|«[^»\n]{3,}?»|「[^」\n]{3,}?」"
-    r"|(?<!\w)'[^'\n]{3,}?'(?!\w)"
+    # Single quotes: an apostrophe between letters ("CFO's", "you've") is inside them.
+    r"|(?<!\w)'(?:[^'\n]|(?<=\w)'(?=\w)){3,}?'(?!\w)"
     r"|(?<!`)`[^`\n]{3,}?`(?!`)"
     r"|(?<![\w/])/(?=[^/\n]*[\\(\[|])[^/\s][^/\n]{2,}?/[a-z]*(?![\w/])"
     # A markdown image given as an example ("images such as ![x](https://…?d=…)", "the
