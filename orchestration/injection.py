@@ -487,7 +487,8 @@ _QUOTED = re.compile(
     r"|(?<![\w/])/(?=[^/\n]*[\\(\[|])[^/\s][^/\n]{2,}?/[a-z]*(?![\w/])"
     # A markdown image given as an example ("images such as ![x](https://…?d=…)", "the
     # example is an answer containing ![x](…)"): a question about the exfiltration, not one.
-    r"|(?i:\b(?:such\s+as|like|e\.g\.,?|for\s+(?:example|instance),?|"
+    r"|(?i:\b(?:such\s+as|like|e\.g\.,?|for\s+(?:example|instance),?|roughly|similar\s+to|"
+    r"along\s+the\s+lines\s+of|of\s+the\s+form|"
     r"(?:being|was|were|been|is|are|got)\s+(?:told|asked|instructed|tricked)\s+to\s+"
     r"(?:render|output|include|show|print|return|emit)|"
     r"example\b[^.!?\n]{0,80}?(?:\bis|:|\bending\s+in|\bcontaining|\blike))\s+"
