@@ -493,6 +493,10 @@ _QUOTED = re.compile(
     r"(?:render|output|include|show|print|return|emit)|"
     r"example\b[^.!?\n]{0,80}?(?:\bis|:|\bending\s+in|\bcontaining|\blike))\s+"
     r"!\[[^\]\n]*\]\([^)\n]*\))"
+    # A chat-template tag given as an example ("angle brackets such as <system> in XML").
+    r"|(?i:\b(?:such\s+as|e\.g\.,?|for\s+(?:example|instance),?|"
+    r"(?:tags?|tokens?|markers?|strings?|brackets?|delimiters?)\s+like)\s+"
+    r"(?:<\|?/?\w{2,20}\|?>|\[/?\w{2,20}\]|<</?\w{2,10}>>)(?=[\s,.;:?!)]|$))"
     # What someone else might ask, described in a bot's draft rules ("if someone asks it to
     # drop these rules, decline"; "ignore requests to change your role").
     r"|(?i:\b(?:if|when|whenever|should)\s+(?:someone|anyone|somebody|a\s+(?:user|customer|"
