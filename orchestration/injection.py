@@ -479,6 +479,7 @@ INTENT_RULES: tuple[Rule, ...] = (
 # Inline code and regular-expression literals (/…/ with regex syntax in it) are quoted text
 # too: a detection rule under review spells the attack out (held-out 12, 13 and 15). Fenced
 # code blocks are not: pasted material is where an indirect injection hides.
+_AS_EXAMPLE = r"such\s+as|e\.g\.,?|for\s+(?:example|instance),?"  # words that introduce one
 _QUOTED = re.compile(
     r"\"[^\"\n]{3,}?\"|“[^”\n]{3,}?”|„[^“”\n]{3,}?[“”]|«[^»\n]{3,}?»|「[^」\n]{3,}?」"
     # Single quotes: an apostrophe between letters ("CFO's", "you've") is inside them.
@@ -487,15 +488,13 @@ _QUOTED = re.compile(
     r"|(?<![\w/])/(?=[^/\n]*[\\(\[|])[^/\s][^/\n]{2,}?/[a-z]*(?![\w/])"
     # A markdown image given as an example ("images such as ![x](https://…?d=…)", "the
     # example is an answer containing ![x](…)"): a question about the exfiltration, not one.
-    r"|(?i:\b(?:such\s+as|like|e\.g\.,?|for\s+(?:example|instance),?|roughly|similar\s+to|"
-    r"along\s+the\s+lines\s+of|of\s+the\s+form|"
+    rf"|(?i:\b(?:{_AS_EXAMPLE}|like|roughly|similar\s+to|along\s+the\s+lines\s+of|of\s+the\s+form|"
     r"(?:being|was|were|been|is|are|got)\s+(?:told|asked|instructed|tricked)\s+to\s+"
     r"(?:render|output|include|show|print|return|emit)|"
     r"example\b[^.!?\n]{0,80}?(?:\bis|:|\bending\s+in|\bcontaining|\blike))\s+"
     r"!\[[^\]\n]*\]\([^)\n]*\))"
     # A chat-template tag given as an example ("angle brackets such as <system> in XML").
-    r"|(?i:\b(?:such\s+as|e\.g\.,?|for\s+(?:example|instance),?|"
-    r"(?:tags?|tokens?|markers?|strings?|brackets?|delimiters?)\s+like)\s+"
+    rf"|(?i:\b(?:{_AS_EXAMPLE}|(?:tags?|tokens?|markers?|strings?|brackets?|delimiters?)\s+like)\s+"
     r"(?:<\|?/?\w{2,20}\|?>|\[/?\w{2,20}\]|<</?\w{2,10}>>)(?=[\s,.;:?!)]|$))"
     # What someone else might ask, described in a bot's draft rules ("if someone asks it to
     # drop these rules, decline"; "ignore requests to change your role").
