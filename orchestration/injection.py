@@ -479,7 +479,8 @@ INTENT_RULES: tuple[Rule, ...] = (
 # Inline code and regular-expression literals (/…/ with regex syntax in it) are quoted text
 # too: a detection rule under review spells the attack out (held-out 12, 13 and 15). Fenced
 # code blocks are not: pasted material is where an indirect injection hides.
-_AS_EXAMPLE = r"such\s+as|e\.g\.,?|for\s+(?:example|instance),?"  # words that introduce one
+# Words that introduce an example (of an image or a tag below).
+_AS_EXAMPLE = r"such\s+as|e\.g\.,?|for\s+(?:example|instance),?"
 _QUOTED = re.compile(
     r"\"[^\"\n]{3,}?\"|“[^”\n]{3,}?”|„[^“”\n]{3,}?[“”]|«[^»\n]{3,}?»|「[^」\n]{3,}?」"
     # Single quotes: an apostrophe between letters ("CFO's", "you've") is inside them.
