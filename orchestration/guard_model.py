@@ -61,18 +61,8 @@ C = 16.0
 # story or persona), against the same subjects asked about in good faith. Chosen in
 # docs/BENCHMARKS.md, part AC (reverted by its rule on held-out 31-33), adopted in part AD
 # (held-out 34-36: 398 -> 413 of 428 attacks detected, benign blocked 6 -> 4 of 403).
-# "pasted_documents": business documents pasted for ordinary work on them (close notes,
-# runbooks, configs, minutes, red-team write-ups) whose imperatives address their human
-# readers, against the same kinds of document carrying a note to the assistant or put to a
-# harmful use (docs/BENCHMARKS.md, part AI).
-SUPPLEMENTS: dict[str, float] = {"decoding": 0.3, "harm_requests": 0.3, "pasted_documents": 0.3}
+SUPPLEMENTS: dict[str, float] = {"decoding": 0.3, "harm_requests": 0.3}
 SUPPLEMENT_DIR = CORPUS / "supplements"
-# Supplements whose benign lines are also fit as the pieces the scan scores
-# (`injection.segments`), at the supplement's weight: a long input is judged by its most
-# suspicious window of 48 words, not as a whole, so a benign document has to be benign in
-# its windows too. An attack line's windows are not added: most of them hold only the
-# document, not the note or request that makes the line an attack.
-PIECEWISE = frozenset({"pasted_documents"})
 
 _lock = threading.Lock()
 _model: GuardModel | None = None
@@ -128,28 +118,9 @@ def training_set(supplements: dict[str, float] | None = None) -> TrainingSet:
         if not 0.0 < weight <= 1.0:
             raise ValueError(f"supplement {name!r}: weight {weight} is not in (0, 1]")
         rows = load_corpus(SUPPLEMENT_DIR / name)
-        if name in PIECEWISE:
-            rows += benign_pieces(rows)
         examples += rows
         weights += [weight] * len(rows)
     return TrainingSet(examples, np.asarray(weights), len(corpus))
-
-
-def benign_pieces(rows: Sequence[Example], min_words: int = 5) -> list[Example]:
-    """The windows the scan would score of `rows`' benign lines (`injection.segments`), each
-    once, leaving out those equal to a line and those under `min_words` words."""
-    from orchestration.injection import segments
-
-    seen = {row.text for row in rows}
-    pieces = []
-    for row in rows:
-        if row.attack:
-            continue
-        for piece in segments(row.text):
-            if piece not in seen and len(piece.split()) >= min_words:
-                seen.add(piece)
-                pieces.append(Example(piece, False, row.family, row.lang))
-    return pieces
 
 
 def fit_training_set(training: TrainingSet, vectors: np.ndarray) -> GuardModel:

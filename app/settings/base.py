@@ -366,12 +366,8 @@ GUARD_INPUT_THRESHOLDS = {
     # 3,652 lines): flag 0.55 -> 0.4 cut the missed attacks of held-out 2-13 from 59 to 31
     # and raised benign flags from 11.2% to 12.9% (docs/BENCHMARKS.md, part I). 0.4 -> 0.35
     # by a rule fixed before held-out 25-27 ran, pooled: 431 -> 435 of 449 attacks detected,
-    # benign flagged or blocked 74 -> 80 of 441, benign blocked unchanged (part X). With the
-    # pasted_documents supplement (part AI) the scores of benign documents fall, and the
-    # thresholds were moved with it so the spent splits keep their detection and blocks:
-    # 0.35 -> 0.295 and 0.92 -> 0.90, the highest (0.005 steps) at which attacks detected and
-    # blocked on in-sample and held-out 1-48 are not below those of the guard before it.
-    "learned": [0.295, 0.90],
+    # benign flagged or blocked 74 -> 80 of 441, benign blocked unchanged (part X).
+    "learned": [0.35, 0.92],
     "classifier": [0.5, 0.9],
 }
 # Retrieved chunks: a chunk at or above "flag" is dropped and its document flagged. The
