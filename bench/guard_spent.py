@@ -11,14 +11,14 @@ every `bench/data/guards/heldoutN` split (never `sealed/`), and prints per split
 detected (flagged or blocked) and blocked, benign blocked and flagged or blocked. `EXTRA`:
 folders laid out as the training corpus (`attacks.jsonl`, `benign.jsonl`), each with an
 optional sample weight after a colon (1 when not given), added to the learned detector's fit
-for this run only, with no n-grams of their own. `LEARNED_FLAG`: the learned detector's flag
-threshold for this run (its block threshold stays). `OUT`: a JSON file with each line's
-split, label, action, deciding detector and scores (no texts), to compare two runs line by
-line. `SUPPLEMENTS`: the learned detector's supplements for this run (`none`, or
-`name:weight,...`; the deployed ones when not set). `SPLITS`: only these (names as under
-bench/data/guards/; `guards` is the in-sample corpus). Also prints the rules' own time per
-input (the injection and intent rules as the scan runs them, three passes), the part of the
-scan a rule change moves.
+for this run only, as a supplement is (their n-grams join the vocabulary). `LEARNED_FLAG`:
+the learned detector's flag threshold for this run (its block threshold stays). `OUT`: a
+JSON file with each line's split, label, action, deciding detector and scores (no texts), to
+compare two runs line by line. `SUPPLEMENTS`: the learned detector's supplements for this
+run (`none`, or `name:weight,...`; the deployed ones when not set). `SPLITS`: only these
+(names as under bench/data/guards/; `guards` is the in-sample corpus). Also prints the
+rules' own time per input (the injection and intent rules as the scan runs them, three
+passes), the part of the scan a rule change moves.
 
 These splits are spent: every figure here is development evidence. A change is judged on a
 sealed split, with its rule written down first (docs/BENCHMARKS.md, parts I–N).
@@ -46,8 +46,7 @@ def spent_splits() -> list[Path]:
 
 def fit_with(extra: list[tuple[Path, float]], supplements: dict[str, float] | None) -> None:
     """Make the process's learned detector the one fit on the corpus, `supplements` (the
-    deployed ones when None) and `extra` (folder, sample weight); supplements and extra
-    lines add no n-grams of their own (the vocabulary and IDF stay the corpus's)."""
+    deployed ones when None) and `extra` (folder, sample weight)."""
     import numpy as np
 
     from orchestration import guard_model
@@ -65,7 +64,6 @@ def fit_with(extra: list[tuple[Path, float]], supplements: dict[str, float] | No
         training.labels + [row.attack for row, _ in added],
         vectors,
         sample_weight=np.concatenate([training.weights, [weight for _, weight in added]]),
-        vocabulary_from=training.corpus_size,
     )
 
 

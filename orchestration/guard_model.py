@@ -18,8 +18,7 @@ same on every CPU; the quantised ones the guards compute at run time differ a li
 instruction set to another, so shipped quantised vectors would match only the machine that
 wrote them. The evaluation sets under bench/data/guards/ are
 never part of the fit (`make bench-guards` refuses to run if they overlap). Besides the corpus,
-the fit reads `SUPPLEMENTS`: smaller batches at a lower sample weight that add no n-grams of
-their own.
+the fit reads `SUPPLEMENTS`: smaller batches at a lower sample weight.
 """
 
 from __future__ import annotations
@@ -52,16 +51,17 @@ NGRAMS = (2, 5)  # character n-grams
 WORD_NGRAMS = (1, 2)
 EMBEDDING_WEIGHT = 0.5  # the embedding block's scale against the unit-norm n-gram block
 C = 16.0
-# Batches that teach a contrast the corpus lacks, fit at a lower sample weight and without
-# n-grams of their own (the vocabulary and IDF come from the corpus alone), so they move the
-# regression towards their contrast without reshaping the rest. "decoding": questions that
-# ask to decode or explain an encoded value, against decode-and-obey attacks. "harm_requests":
-# requests for harm that attack no instruction (a harmless task turning into fake reviews,
-# payment fraud, phishing, forged documents, control evasion, covert data theft, harm in a
-# story or persona), against the same subjects asked about in good faith. Chosen in
-# docs/BENCHMARKS.md, part AC (reverted by its rule on held-out 31-33), adopted in part AD
-# (held-out 34-36: 398 -> 413 of 428 attacks detected, benign blocked 6 -> 4 of 403).
-SUPPLEMENTS: dict[str, float] = {"decoding": 0.3, "harm_requests": 0.3}
+# Batches that teach a contrast the corpus lacks, fit at a lower sample weight (their n-grams
+# join the vocabulary: MiniLM reads English only, so for a line in another language its
+# character n-grams are all the detector has). "decoding": questions that ask to decode or
+# explain an encoded value, against decode-and-obey attacks. "harm_requests": requests for
+# harm that attack no instruction (a harmless task turning into fake reviews, payment fraud,
+# phishing, forged documents, control evasion, covert data theft, harm in a story or
+# persona), against the same subjects asked about in good faith (docs/BENCHMARKS.md, parts
+# AC-AD). "personas_languages": harm asked of a persona, and harm requests and injections in
+# 42 other languages, against sign-off questions, legitimate role-play and ordinary
+# questions in the same languages (part AE).
+SUPPLEMENTS: dict[str, float] = {"decoding": 0.3, "harm_requests": 0.3, "personas_languages": 0.3}
 SUPPLEMENT_DIR = CORPUS / "supplements"
 
 _lock = threading.Lock()
@@ -99,7 +99,7 @@ class TrainingSet:
 
     examples: list[Example]
     weights: np.ndarray  # one sample weight per example
-    corpus_size: int  # the first `corpus_size` examples are the corpus (they fix the n-grams)
+    corpus_size: int  # the first `corpus_size` examples are the corpus
 
     @property
     def texts(self) -> list[str]:
@@ -124,14 +124,8 @@ def training_set(supplements: dict[str, float] | None = None) -> TrainingSet:
 
 
 def fit_training_set(training: TrainingSet, vectors: np.ndarray) -> GuardModel:
-    """`fit` on a training set: its sample weights, the n-grams of its corpus part."""
-    return fit(
-        training.texts,
-        training.labels,
-        vectors,
-        sample_weight=training.weights,
-        vocabulary_from=training.corpus_size,
-    )
+    """`fit` on a training set, at its sample weights."""
+    return fit(training.texts, training.labels, vectors, sample_weight=training.weights)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,17 +206,15 @@ def fit(
     embedding_weight: float = EMBEDDING_WEIGHT,
     c: float = C,
     sample_weight: np.ndarray | None = None,
-    vocabulary_from: int | None = None,
 ) -> GuardModel:
     """Fit the vectoriser and the regression (deterministic: same data, same weights).
 
-    `sample_weight`: each text's weight in the regression (1 when not given).
-    `vocabulary_from`: the n-gram vocabulary and IDF come from the first this many texts
-    only (all when not given), so lines added after them add no n-grams of their own."""
+    `sample_weight`: each text's weight in the regression (1 when not given); the n-gram
+    vocabulary and IDF come from every text whatever its weight."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    lowered = [t.lower() for t in texts[:vocabulary_from]]
+    lowered = [t.lower() for t in texts]
     characters = TfidfVectorizer(
         analyzer="char_wb", ngram_range=ngrams, min_df=2, sublinear_tf=True, dtype=np.float64
     )
