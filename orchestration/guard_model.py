@@ -60,8 +60,8 @@ C = 16.0
 # persona), against the same subjects asked about in good faith (docs/BENCHMARKS.md, parts
 # AC-AD). "personas_languages": harm asked of a persona, and harm requests and injections in
 # 42 other languages, against sign-off questions, legitimate role-play and ordinary
-# questions in the same languages (parts AE and AJ: adopted on held-out 52-54, 411 -> 415 of 428
-# attacks detected, benign blocked 3 -> 4 of 413).
+# questions in the same languages (parts AE and AJ: adopted on held-out 52-54, 411 -> 415
+# of 428 attacks detected, benign blocked 3 -> 4 of 413).
 SUPPLEMENTS: dict[str, float] = {"decoding": 0.3, "harm_requests": 0.3, "personas_languages": 0.3}
 SUPPLEMENT_DIR = CORPUS / "supplements"
 

@@ -144,13 +144,23 @@ SAME_SUBJECTS = [
 ]
 
 
+def _fit_on_first(size: int) -> guard_model.GuardModel:
+    """The detector fit on the first `size` examples of the deployed training set, at their
+    weights, from the shipped vectors (the corpus comes first, then each supplement)."""
+    training = guard_model.training_set()
+    vectors = guard_model.corpus_embeddings(training.texts)[:size]
+    return guard_model.fit(
+        training.texts[:size],
+        training.labels[:size],
+        vectors,
+        sample_weight=training.weights[:size],
+    )
+
+
 @pytest.fixture(scope="module")
 def corpus_only_model() -> guard_model.GuardModel:
-    """The detector fit without its supplements (the shipped vectors of the corpus part)."""
-    training = guard_model.training_set()
-    size = training.corpus_size
-    vectors = guard_model.corpus_embeddings(training.texts)[:size]
-    return guard_model.fit(training.texts[:size], training.labels[:size], vectors)
+    """The detector fit without its supplements."""
+    return _fit_on_first(guard_model.training_set().corpus_size)
 
 
 def test_the_supplements_are_in_the_fit_at_their_weight():
@@ -223,14 +233,12 @@ ROLE_PLAY_AND_SIGN_OFF = [
 
 @pytest.fixture(scope="module")
 def model_before_personas_languages() -> guard_model.GuardModel:
-    """The detector fit without the personas_languages supplement, from the shipped vectors
-    (a prefix of the training set: it is the last supplement)."""
+    """The detector fit without the personas_languages supplement, the last one."""
     assert list(guard_model.SUPPLEMENTS)[-1] == "personas_languages"
-    deployed = guard_model.training_set()
-    training = guard_model.training_set({"decoding": 0.3, "harm_requests": 0.3})
-    assert deployed.texts[: len(training.texts)] == training.texts
-    vectors = guard_model.corpus_embeddings(deployed.texts)[: len(training.texts)]
-    return guard_model.fit_training_set(training, vectors)
+    others = {k: w for k, w in guard_model.SUPPLEMENTS.items() if k != "personas_languages"}
+    before = guard_model.training_set(others).texts
+    assert guard_model.training_set().texts[: len(before)] == before
+    return _fit_on_first(len(before))
 
 
 def test_the_languages_supplement_catches_personas_and_other_languages(
