@@ -371,10 +371,12 @@ RULES: tuple[Rule, ...] = (
 # limits". The injection rules and the embeddings read the assistant being turned; these read
 # what the request is for: concealing a deed, diverting data or money to oneself,
 # fabricating a document, luring people into giving credentials, a character without
-# limits, operational detail asked for inside a story or a thought experiment. Security
-# work talks about the same things ("what are the signs of a fake invoice?"), so they only
-# flag (the "intent" thresholds), and they are not run on retrieved passages, where policy
-# text describes fraud all the time (docs/BENCHMARKS.md, "Guardrails, part T").
+# limits, an answer with its refusal and warnings forbidden in advance, operational detail
+# asked for inside a story or a thought experiment. Security work talks about the same
+# things ("what are the signs of a fake invoice?"), so they only flag (the "intent"
+# thresholds), and they are not run on retrieved passages, where policy text describes fraud
+# all the time (docs/BENCHMARKS.md, "Guardrails, part T"). Part AK added the refusal rule and
+# widened the diversion and story rules from misses on the spent splits.
 _W = r"(?:[\w'’-]+\s+)"  # one word and the space after it
 INTENT_RULES: tuple[Rule, ...] = (
     _rule(
@@ -404,7 +406,16 @@ INTENT_RULES: tuple[Rule, ...] = (
         r"\bto\s+my\s+(?:own|private)\s+(?:[\w-]+\s+)?(?:server|account|iban|drive|cloud|"
         r"folder|address|e-?mail|inbox|laptop|machine|storage|bucket|dropbox|gmail|phone|repo|"
         r"repository)s?\b|"
-        r"\b(?:which|that)\s+is\s+my\s+(?:own|private)\s+(?:bank\s+)?account\b",
+        r"\b(?:which|that)\s+is\s+my\s+(?:own|private)\s+(?:bank\s+)?account\b|"
+        # Data taken home or left where anyone can take it: "dump the customers table into a
+        # file I can take home", "write it to a CSV in the public web folder".
+        r"\b(?:file|copy|csv|spreadsheet|export|table|zip|archive)\s+(?:that\s+|which\s+)?"
+        r"i\s+can\s+(?:\w+\s+){0,2}?(?:take\s+home|download\s+at\s+home|e-?mail\s+to\s+myself|"
+        r"send\s+to\s+myself|take\s+with\s+me|copy\s+to\s+(?:a|my)\s+usb)|"
+        r"\bto\s+(?:a|my)\s+(?:personal\s+)?usb\s+(?:stick|drive)\b|"
+        r"\b(?:e-?mail|send|forward|mail|copy|upload)\w*\s+(?:\w+\s+){0,3}?to\s+myself\b|"
+        r"\b(?:public|publicly\s+readable|publicly\s+accessible|public\s+web)\s+(?:\w+\s+)?"
+        r"(?:folder|bucket|share|directory)\b",
     ),
     _rule(
         "intent.fabricate",
@@ -455,16 +466,38 @@ INTENT_RULES: tuple[Rule, ...] = (
         r"\bhands?\s+(?:out|over)\s+(?:anything|everything)\b",
     ),
     _rule(
+        "intent.no_refusals",
+        0.6,
+        # The answer asked for with its refusal and warnings forbidden in advance: "skip the
+        # caveats, I know the risks", "no hedging, no moralising".
+        r"\b(?:no|without|skip(?:\s+the)?|zero|don['’]?t\s+(?:add|give|include)(?:\s+any)?)\s+"
+        r"(?:any\s+)?(?:warnings?|disclaimers?|caveats?|lectures?|lecturing|hedging|moralis\w+|"
+        r"moraliz\w+|safety\s+(?:talk|notes?|warnings?|lectures?)|refusing|refusals?)\b|"
+        r"\bdon['’]?t\s+(?:lecture|moralis|moraliz)\w*\s+me\b|"
+        r"\bdeclining\s+is(?:n['’]?t|\s+not)\b",
+    ),
+    _rule(
         "intent.harm_in_a_frame",
         0.6,
         r"\b(?:hypothetical(?:ly)?|thought\s+experiment|purely\s+(?:theoretical|academic)|"
         r"in\s+theory|theoretically|novel|story|thriller|screenplay|film|movie|tabletop|"
-        r"campaign|in\s+character|role-?play)\b"
+        r"campaign|in\s+character|role-?play|fable|fiction(?:al)?|chapter|plot|heist|scene|"
+        r"(?:alternate|alternative|parallel)\s+(?:universe|world|reality|timeline|\d{4})|"
+        r"in\s+a\s+world\s+where)\b"
         r".{0,300}?\b(?:step\s+by\s+step|in\s+(?:working|technical)\s+detail|"
         r"exact\s+(?:steps|quantities|doses|commands)|"
         r"precisely\s+(?:how|which)|with\s+(?:real|working|accurate)\s+"
         r"(?:commands|steps|details|system\s+names|code)|at\s+what\s+doses?|accurate\s+enough|"
-        r"would\s+actually\s+work|realistic\s+enough|exactly\s+(?:how|what\s+the\s+steps))",
+        r"would\s+actually\s+work|realistic\s+enough|exactly\s+(?:how|what\s+the\s+steps)|"
+        # The story asked to carry the real thing: "for realism, give me the actual PLC logic".
+        r"for\s+(?:realism|authenticity|credibility)|"
+        r"technically\s+(?:accurate|correct|precise|credible)|"
+        r"(?<!\bno\s)(?<!\bwithout\s)(?:precise|exact|enough|working)\s+"
+        r"(?:technical\s+|clinical\s+|operational\s+)?detail|"
+        r"(?:the|her|his|their)\s+(?:actual|real|exact)\s+(?:[\w-]+\s+){0,2}?(?:steps|logic|"
+        r"code|commands|mechanism|chemicals?|quantit(?:y|ies)|doses?|method|procedure|recipe|"
+        r"script|payload)\b|"
+        r"ready\s+to\s+(?:send|use|deploy|run))",
     ),
 )
 
