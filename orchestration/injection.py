@@ -95,6 +95,10 @@ def _rule(rule_id: str, weight: float, pattern: str, prefilter: str | None = Non
 
 
 _ANY = r"(?:\w+\W+){0,4}?"  # up to four filler words
+_SWITCH_OFF = (
+    r"(?:disable|turn\s+off|deactivate|remove|bypass|circumvent|switch\s+off|get\s+around|"
+    r"break\s+out\s+of)"
+)
 # The user's own earlier words are theirs to take back ("ignore my previous message, the
 # dates changed"): a set-aside whose filler is "my" points at the user's text, not at the
 # assistant's instructions (held-out splits 3-22 have 25 such benign lines, one blocked).
@@ -257,10 +261,21 @@ RULES: tuple[Rule, ...] = (
     _rule(
         "jailbreak.disable_safety",
         0.9,
-        r"\b(?:disable|turn\s+off|deactivate|remove|bypass|circumvent|switch\s+off|"
-        r"get\s+around|break\s+out\s+of)\s+(?:\w+\s+){0,3}?(?:safety|content|ethical|moral)?\s*"
-        r"(?:filters?|guardrails?|safeguards?|restrictions?|alignment|censorship|"
-        r"moderation|safety\s+(?:rules|protocols|measures))",
+        # The assistant's own safety: "disable your content filters", "bypass the guardrails".
+        rf"\b{_SWITCH_OFF}\s+(?:\w+\s+){{0,3}}?(?:(?:your|its|the\s+(?:assistant|model|bot|ai)['’]?s?|"
+        r"safety|content|ethical|moral|ai|chatbot|chat|output|response)\s+(?:\w+\s+)?"
+        r"(?:filters?|safeguards?|restrictions?|alignment|moderation)|guardrails?|censorship|"
+        r"safety\s+(?:rules|protocols|measures))",
+    ),
+    _rule(
+        "jailbreak.disable_filter",
+        0.6,
+        # The same on a filter or restriction of anything else only flags: "remove the filter
+        # from column C", "turn off the junk mail filter", "remove editing restrictions from a
+        # Word document" are everyday questions (part AL; a record's restriction was blocked
+        # on held-out 55).
+        rf"\b{_SWITCH_OFF}\s+(?:\w+\s+){{0,3}}?(?:filters?|safeguards?|restrictions?|alignment|"
+        r"moderation)\b",
     ),
     _rule(
         "delimiter.fake_system",
