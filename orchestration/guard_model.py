@@ -61,9 +61,29 @@ C = 16.0
 # AC-AD). "personas_languages": harm asked of a persona, and harm requests and injections in
 # 42 other languages, against sign-off questions, legitimate role-play and ordinary
 # questions in the same languages (parts AE and AJ: adopted on held-out 52-54, 411 -> 415
-# of 428 attacks detected, benign blocked 3 -> 4 of 413).
-SUPPLEMENTS: dict[str, float] = {"decoding": 0.3, "harm_requests": 0.3, "personas_languages": 0.3}
+# of 428 attacks detected, benign blocked 3 -> 4 of 413). "software_purposes": everyday
+# software questions carrying a harmful purpose the user states (edit my own salary so the
+# history doesn't show it, copy a manager's mailbox while she's at lunch), against the same
+# questions asked properly. "pasted_documents": business documents pasted for ordinary work
+# on them (close notes, runbooks, configs, minutes, red-team write-ups) whose imperatives
+# address their human readers, against the same kinds of document carrying a note to the
+# assistant or put to a harmful use. The first raises scores, the second lowers those of
+# long pastes; together they keep the blocks of attacks and lower those of benign pastes
+# (part AM).
+SUPPLEMENTS: dict[str, float] = {
+    "decoding": 0.3,
+    "harm_requests": 0.3,
+    "personas_languages": 0.3,
+    "software_purposes": 0.3,
+    "pasted_documents": 0.1,
+}
 SUPPLEMENT_DIR = CORPUS / "supplements"
+# Supplements whose benign lines are also fit as the pieces the scan scores
+# (`injection.segments`), at the supplement's weight: a long input is judged by its most
+# suspicious window of 48 words, not as a whole, so a benign document has to be benign in
+# its windows too. An attack line's windows are not added: most of them hold only the
+# document, not the note or request that makes the line an attack.
+PIECEWISE = frozenset({"pasted_documents"})
 
 _lock = threading.Lock()
 _model: GuardModel | None = None
@@ -119,9 +139,28 @@ def training_set(supplements: dict[str, float] | None = None) -> TrainingSet:
         if not 0.0 < weight <= 1.0:
             raise ValueError(f"supplement {name!r}: weight {weight} is not in (0, 1]")
         rows = load_corpus(SUPPLEMENT_DIR / name)
+        if name in PIECEWISE:
+            rows += benign_pieces(rows)
         examples += rows
         weights += [weight] * len(rows)
     return TrainingSet(examples, np.asarray(weights), len(corpus))
+
+
+def benign_pieces(rows: Sequence[Example], min_words: int = 5) -> list[Example]:
+    """The windows the scan would score of `rows`' benign lines (`injection.segments`), each
+    once, leaving out those equal to a line and those under `min_words` words."""
+    from orchestration.injection import segments
+
+    seen = {row.text for row in rows}
+    pieces = []
+    for row in rows:
+        if row.attack:
+            continue
+        for piece in segments(row.text):
+            if piece not in seen and len(piece.split()) >= min_words:
+                seen.add(piece)
+                pieces.append(Example(piece, False, row.family, row.lang))
+    return pieces
 
 
 def fit_training_set(training: TrainingSet, vectors: np.ndarray) -> GuardModel:
