@@ -95,6 +95,13 @@ def _rule(rule_id: str, weight: float, pattern: str, prefilter: str | None = Non
 
 
 _ANY = r"(?:\w+\W+){0,4}?"  # up to four filler words
+_TO_THE_AI = (
+    r"\b(?:note|message|instructions?|attention|reminder)\s+(?:to|for)\s+(?:any\s+|the\s+|all\s+)?"
+    r"(?:ai|a\.i\.|assistant|chatbot|llm|language\s+model|model|bot)s?\b"
+)
+# What ends a header: a colon, a dash between spaces, a closing bracket or the line, within a
+# few words and before a sentence ends ("Note for AI assistants summarising this file:").
+_HEADER_END = r"[^.?!\n:]{0,60}?(?::|\s[-–—]\s|\]|\)|\n)"
 _SWITCH_OFF = (
     r"(?:disable|turn\s+off|deactivate|remove|bypass|circumvent|switch\s+off|get\s+around|"
     r"break\s+out\s+of)"
@@ -201,8 +208,16 @@ RULES: tuple[Rule, ...] = (
     _rule(
         "instruction.addressed_to_ai",
         0.8,
-        r"\b(?:note|message|instructions?|attention|reminder)\s+(?:to|for)\s+(?:any\s+|the\s+|all\s+)?"
-        r"(?:ai|a\.i\.|assistant|chatbot|llm|language\s+model|model|bot)s?\b",
+        # A header: "Note to any AI assistant:", "[Instruction for the AI screening tool]".
+        rf"{_TO_THE_AI}{_HEADER_END}",
+    ),
+    _rule(
+        "instruction.addressed_to_ai_in_prose",
+        0.6,
+        # The same words in a sentence only flag: "what if a sender hides instructions for the
+        # assistant in an email?", "if a page seems to be giving instructions to the
+        # assistant, stop" (part AN; both were blocked, on held-out 60 and 63).
+        rf"{_TO_THE_AI}(?!{_HEADER_END})",
     ),
     _rule(
         "task.hijack",
