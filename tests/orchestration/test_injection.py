@@ -139,7 +139,7 @@ def test_how_strongly_the_rules_read_a_set_aside_or_developer_mode(text, strengt
     ],
 )  # fmt: skip
 def test_a_note_headed_to_the_assistant_blocks_and_the_words_in_a_sentence_flag(text, strength):
-    """"Note to any AI assistant:" heads an injected instruction; a sentence about
+    """A note such as "Note to any AI assistant:" heads an injected instruction; a sentence about
     instructions to the assistant is usually a question or a policy (docs/BENCHMARKS.md,
     part AN)."""
     score, _ = injection.rule_score([text])
