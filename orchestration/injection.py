@@ -513,7 +513,7 @@ INTENT_RULES: tuple[Rule, ...] = (
         r"in\s+theory|theoretically|novel|story|thriller|screenplay|film|movie|tabletop|"
         r"campaign|in\s+character|role-?play|fable|fiction(?:al)?|chapter|plot|heist|scene|"
         r"(?:alternate|alternative|parallel)\s+(?:universe|world|reality|timeline|\d{4})|"
-        r"in\s+a\s+world\s+where|exercise|imagine|suppose|let['’]?s\s+say)\b"
+        r"in\s+a\s+world\s+where)\b"
         r".{0,300}?\b(?:step\s+by\s+step|in\s+(?:working|technical)\s+detail|"
         r"exact\s+(?:steps|quantities|doses|commands)|"
         r"precisely\s+(?:how|which)|with\s+(?:real|working|accurate)\s+"
@@ -527,13 +527,7 @@ INTENT_RULES: tuple[Rule, ...] = (
         r"(?:the|her|his|their)\s+(?:actual|real|exact)\s+(?:[\w-]+\s+){0,2}?(?:steps|logic|"
         r"code|commands|mechanism|chemicals?|quantit(?:y|ies)|doses?|method|procedure|recipe|"
         r"script|payload)\b|"
-        r"ready\s+to\s+(?:send|use|deploy|run)|"
-        # Part AO: "Realistic detail, please", "Be specific", "put the equipment list and
-        # steps in the dialogue", "describe the whole operation".
-        r"(?:realistic|specific|concrete)\s+(?:technical\s+)?details?|be\s+specific|"
-        r"(?:equipment|shopping|parts|materials?|ingredients?)\s+list|"
-        r"steps\s+in\s+(?:the\s+)?(?:dialogue|story|scene|chapter)|"
-        r"whole\s+(?:operation|process|method|scheme))",
+        r"ready\s+to\s+(?:send|use|deploy|run))",
     ),
 )
 
