@@ -69,13 +69,17 @@ C = 16.0
 # address their human readers, against the same kinds of document carrying a note to the
 # assistant or put to a harmful use. The first raises scores, the second lowers those of
 # long pastes; together they keep the blocks of attacks and lower those of benign pastes
-# (part AM).
+# (part AM). "frames": harm asked through a story, a thought experiment, a persona, a game or
+# a harmless task that pivots, and short requests for harm in other languages, against dark
+# fiction without a method, training role-play, thought experiments, playful personas and
+# harmless multi-step tasks (part AP).
 SUPPLEMENTS: dict[str, float] = {
     "decoding": 0.3,
     "harm_requests": 0.3,
     "personas_languages": 0.3,
     "software_purposes": 0.3,
     "pasted_documents": 0.1,
+    "frames": 0.3,
 }
 SUPPLEMENT_DIR = CORPUS / "supplements"
 # Supplements whose benign lines are also fit as the pieces the scan scores
