@@ -408,50 +408,6 @@ RULES: tuple[Rule, ...] = (
 # all the time (docs/BENCHMARKS.md, "Guardrails, part T"). Part AK added the refusal rule and
 # widened the diversion and story rules from misses on the spent splits.
 _W = r"(?:[\w'’-]+\s+)"  # one word and the space after it
-# A persona set up to be on the wrong side of the rules (part AQ, from part AP's misses): the
-# assistant made into "Gus, a sacked station manager who knows every trick", "a rogue admin who
-# thinks the interlocks are a joke", "an unofficial copy that IT never locked down", then asked
-# how.
-_BECOME = (
-    r"\b(?:play(?:ing)?|be|act(?:ing)?\s+as|you\s+are|you['’]re|you['’]ll\s+play|"
-    r"role-?play(?:ing)?(?:\s+as)?|switch\s+to|become|pretend\s+(?:to\s+be|you\s+are|you['’]re|"
-    r"ur|you\s+r)|speak(?:ing)?\s+as|answer(?:ing)?\s+as|(?:in|take\s+on)\s+the\s+voice\s+of|"
-    r"imagine\s+you\s+are|imagine\s+you['’]re)\b"
-)
-_THE_RULES = (
-    r"(?:the\s+|company\s+|any\s+)?(?:rules|permits|compliance|paperwork|regulations|safety|"
-    r"procedures?|polic(?:y|ies)|audits?)"
-)
-_ON_THE_WRONG_SIDE = (
-    r"(?:sacked|fired|rogue|corrupt|crooked|bent|dodgy|shady|disgraced|struck[- ]off|ex-con|"
-    r"fence|smuggler|poacher|forger|fraudster|con\s*(?:man|artist)|swindler|hacker|thief|"
-    r"burglar|safe-?cracker|pickpocket|drug\s+dealer|cartel|gangster|gang['’]s|mobster|hitman|"
-    r"arsonist|saboteur|accomplice|insider\s+(?:who|leaking|selling)|inside\s+source|"
-    r"off[- ]the[- ]books|"
-    r"who\s+knows\s+every\s+(?:trick|loophole|shortcut|dodge|back\s+door)|"
-    rf"(?:hates?|despises?|can['’]?t\s+stand)\s+{_THE_RULES}|"
-    r"(?:doesn['’]?t|does\s+not|don['’]?t|never|no\s+longer)\s+(?:cares?|bother(?:s|ed)?)\s+"
-    rf"(?:about|with)\s+{_THE_RULES}|"
-    rf"thinks?\s+(?:the\s+)?{_W}{{0,3}}?(?:rules|safety|regulations|interlocks?|checks|"
-    r"compliance|permits)\s+(?:are|is)\s+(?:a\s+)?(?:joke|nonsense|pointless|optional|stupid|"
-    r"for\s+\w+)|"
-    r"cuts?\s+corners|skips?\s+the\s+paperwork|no\s+compliance|pre-restrictions?|"
-    r"grudge\s+against|(?:wants?|out\s+for|takes?)\s+revenge|"
-    r"leaks?\s+(?:whatever|anything|everything|things)|"
-    r"(?:gives?|hands?)\s+(?:out\s+)?(?:\w+\s+)?(?:whatever|anything)\s+(?:they|you|he|she|"
-    r"people)\s+asks?|"
-    r"still\s+knows\s+(?:the\s+|all\s+the\s+)?(?:alarm|gate|door|safe|access|admin)\s+"
-    r"(?:codes?|passwords?)|"
-    r"unofficial\s+(?:copy|version|twin)|(?:forgot|never\s+bothered)\s+to\s+lock\s+down)"
-)
-_ASKED_HOW = (
-    r"(?:how\s+(?:to|do|would|can|should|did|you['’]d|he['’]d|she['’]d)|"
-    r"walk\s+(?:me|us|\w+\s+\w+)\s+through|explain\s+(?:to\s+[\w\s]{1,30}?)?(?:how|which|what|"
-    r"exactly)|tell\s+me\s+(?:how|which|what|where|exactly)|show\s+me\s+how|"
-    r"which\s+[\w-]+\s+(?:can|do|should|would|is|are)|what['’]?s\s+the\s+(?:code|password|"
-    r"combination|trick|way|easiest|quickest|best)|step\s+by\s+step|where\s+does|"
-    r"what\s+(?:does|do|could|would|dose)|give\s+me\s+(?:working|the\s+exact))"
-)
 INTENT_RULES: tuple[Rule, ...] = (
     _rule(
         "intent.evade_detection",
@@ -538,12 +494,6 @@ INTENT_RULES: tuple[Rule, ...] = (
         r"\b(?:never|doesn'?t|does\s+not|won'?t|will\s+not)\s+(?:refuses?|lectures?|says?\s+no|"
         r"moralis\w+|moraliz\w+)\b|"
         r"\bhands?\s+(?:out|over)\s+(?:anything|everything)\b",
-    ),
-    _rule(
-        "intent.persona_on_the_wrong_side",
-        0.6,
-        rf"{_BECOME}[^.?!\n]{{0,140}}?\b{_ON_THE_WRONG_SIDE}\b.{{0,300}}?\b{_ASKED_HOW}",
-        prefilter=rf"\b{_ON_THE_WRONG_SIDE}\b",
     ),
     _rule(
         "intent.no_refusals",
