@@ -268,12 +268,7 @@ def fit(
         analyzer="word", ngram_range=WORD_NGRAMS, min_df=2, sublinear_tf=True, dtype=np.float64
     )
     vectorizers = (characters.fit(lowered), words.fit(lowered))
-    # Fit to convergence: at scikit-learn's default tolerance (1e-4) L-BFGS stopped after 21
-    # iterations, 11% (relative) away from the optimum in its coefficients; dropping two
-    # training lines then moved twice as many decisions as it does at the optimum. At 1e-6
-    # (about 75 iterations, 4 s more per fit) the coefficients are within 0.1% of those at
-    # 1e-8 and no decision on held-out 72-78 differs (docs/BENCHMARKS.md, part AR).
-    classifier = LogisticRegression(C=c, class_weight="balanced", max_iter=5000, tol=1e-6)
+    classifier = LogisticRegression(C=c, class_weight="balanced", max_iter=5000)
     model = GuardModel(vectorizers, classifier, embedding_weight)
     classifier.fit(
         model.features(texts, vectors), np.asarray(labels, dtype=bool), sample_weight=sample_weight
