@@ -366,8 +366,11 @@ GUARD_INPUT_THRESHOLDS = {
     # 3,652 lines): flag 0.55 -> 0.4 cut the missed attacks of held-out 2-13 from 59 to 31
     # and raised benign flags from 11.2% to 12.9% (docs/BENCHMARKS.md, part I). 0.4 -> 0.35
     # by a rule fixed before held-out 25-27 ran, pooled: 431 -> 435 of 449 attacks detected,
-    # benign flagged or blocked 74 -> 80 of 441, benign blocked unchanged (part X).
-    "learned": [0.35, 0.92],
+    # benign flagged or blocked 74 -> 80 of 441, benign blocked unchanged (part X). Block
+    # 0.92 -> 0.914 with the regression fit to convergence, which scores the top less
+    # extremely: chosen on the spent splits (in-sample, held-out 1-81) to block as many
+    # attacks as before (7,675 against 7,679) with 63 benign blocks against 66 (part AS).
+    "learned": [0.35, 0.914],
     "classifier": [0.5, 0.9],
 }
 # Retrieved chunks: a chunk at or above "flag" is dropped and its document flagged. The
