@@ -46,7 +46,7 @@ EMBEDDINGS_DIGEST = CORPUS / "embeddings.digest"
 # held-out 6, then unseen: 92.0% (8: 90.0%); but it pushes three benign lines of the
 # in-sample and first held-out splits over the block threshold, and 16 detects the same
 # 92.0% of held-out 6 without them. Larger C makes the scores more extreme: the block
-# threshold (0.92) was set for a more regularised model.
+# threshold (then 0.92) was set for a more regularised model.
 NGRAMS = (2, 5)  # character n-grams
 WORD_NGRAMS = (1, 2)
 EMBEDDING_WEIGHT = 0.5  # the embedding block's scale against the unit-norm n-gram block
