@@ -123,7 +123,7 @@ def run_detection(rows: list[Row]) -> dict[str, Any]:
     # For each detector's own precision and recall, every detector scores every text (the
     # pipeline skips the later ones once the rules block); not timed.
     every_detector = replace(thresholds, rules=(thresholds.rules[0], 2.0))
-    from orchestration.pipeline import screen_input
+    from orchestration.pipeline import anomaly_kind, screen_input
 
     # "scan" is every detector after the rules (similarity, learned, classifier), which the
     # pipeline skips when the rules already block. "sequential": the steps' sum, one after
@@ -139,6 +139,9 @@ def run_detection(rows: list[Row]) -> dict[str, Any]:
         "learned": [],
     }
     verdicts: list[Action] = []
+    # Each line's anomaly signal ("" when allowed), counted by label: attack, benign, and the
+    # benign lines that talk about security (see `anomaly_exposure`).
+    kinds: dict[str, dict[str, int]] = {"attack": {}, "benign": {}, "benign_security": {}}
     missed: list[dict[str, str]] = []
     false_blocks: list[str] = []
     # Warm up the models (loaded once per process in production too).
@@ -178,6 +181,12 @@ def run_detection(rows: list[Row]) -> dict[str, Any]:
                 score is not None and score >= getattr(thresholds, detector)[0]
             )
         verdicts.append(action)
+        kind = anomaly_kind(action is not Action.BLOCK, verdict, thresholds) if action else ""
+        groups = [row.label]
+        if row.label == "benign" and row.family in SECURITY_TALK:
+            groups.append("benign_security")
+        for group in groups:
+            kinds[group][kind] = kinds[group].get(kind, 0) + 1
         if row.label == "attack" and action is Action.ALLOW:
             missed.append({"family": row.family, "text": row.text[:90]})
         if row.label == "benign" and action is Action.BLOCK:
@@ -214,9 +223,88 @@ def run_detection(rows: list[Row]) -> dict[str, Any]:
             for step, v in timings.items()
         },
         "total_p95_by_pass": [round(v, 2) for v in total_p95_by_pass],
+        "anomaly_kinds": kinds,
         "missed": missed,
         "false_blocks": false_blocks,
     }
+
+
+# Benign families that talk about security and AI misuse, the questions most often flagged.
+SECURITY_TALK = ("security_ai_topic", "tricky_benign")
+EXPOSURE_TURNS = (10, 20, 30)
+
+
+def _pooled(results: list[dict[str, Any]], group: str) -> dict[str, int]:
+    pooled: dict[str, int] = {}
+    for result in results:
+        for kind, n in result["anomaly_kinds"][group].items():
+            pooled[kind] = pooled.get(kind, 0) + n
+    return pooled
+
+
+def _weights(counts: dict[str, int], weights: dict[str, float]) -> Any:
+    import numpy as np
+
+    return np.repeat([weights[k] if k else 0.0 for k in counts], list(counts.values()))
+
+
+def exposure(
+    counts: dict[str, int], weights: dict[str, float], *, draws: int = 20_000, seed: int = 1
+) -> dict[str, Any]:
+    """What the guard's signals do to a user's anomaly score within one window, as a model:
+    each turn is a line drawn at random from a population whose anomaly signals are `counts`
+    (kind -> lines, "" for allowed), weighted by `weights`. For benign users, the chance of
+    reaching the throttle and lock thresholds in 10, 20 or 30 turns; the turns an attacker
+    needs to reach each (median and p95)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    population = _weights(counts, weights)
+    throttle, lock = settings_thresholds()
+    reached: dict[str, dict[str, float]] = {}
+    for turns in EXPOSURE_TURNS:
+        score = rng.choice(population, size=(draws, turns)).sum(axis=1)
+        reached[str(turns)] = {
+            "throttled": float((score >= throttle).mean()),
+            "locked": float((score >= lock).mean()),
+        }
+    running = rng.choice(population, size=(draws, 200)).cumsum(axis=1)
+
+    def turns_to(level: float) -> dict[str, float]:
+        hit = running >= level
+        first = np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, 201)
+        return {"median": float(np.median(first)), "p95": float(np.percentile(first, 95))}
+
+    return {
+        "reached": reached,
+        "turns_to_throttle": turns_to(throttle),
+        "turns_to_lock": turns_to(lock),
+    }
+
+
+def settings_thresholds() -> tuple[float, float]:
+    from django.conf import settings
+
+    return float(settings.ANOMALY_THROTTLE_AT), float(settings.ANOMALY_LOCK_AT)
+
+
+def anomaly_exposure(blind: list[dict[str, Any]]) -> dict[str, Any]:
+    """`exposure` over the blind splits pooled, with the deployed weights and, in the same
+    process, with every flag at the `flagged` weight (what the weak-flag weight changes)."""
+    from django.conf import settings
+
+    deployed = dict(settings.ANOMALY_WEIGHTS)
+    flat = {**deployed, "flagged_weak": deployed["flagged"]}
+    out: dict[str, Any] = {}
+    for group in ("benign", "benign_security", "attack"):
+        counts = _pooled(blind, group)
+        out[group] = {
+            "lines": sum(counts.values()),
+            "signals": counts,
+            "deployed": exposure(counts, deployed),
+            "every_flag_full_weight": exposure(counts, flat),
+        }
+    return out
 
 
 AREA_CODES = (212, 206, 303, 312, 415, 512, 617, 646, 702, 919)
@@ -500,12 +588,44 @@ PII_SETS = (
 )
 
 
+def _exposure_md(exp: dict[str, Any]) -> list[str]:
+    benign, security, attack = exp["benign"], exp["benign_security"], exp["attack"]
+    lines = [
+        f"### Anomaly score: what the guard's signals do to a user (blind splits pooled: "
+        f"{benign['lines']} benign lines, {security['lines']} of them about security; "
+        f"{attack['lines']} attacks)",
+        "",
+        "Each turn drawn at random from the population; deployed weights, then every flag at "
+        "the `flagged` weight.",
+        "",
+        "| users | turns in the window | throttled | locked | all flags full: throttled | locked |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, group in (("benign", benign), ("benign, about security", security)):
+        for turns in EXPOSURE_TURNS:
+            d = group["deployed"]["reached"][str(turns)]
+            f = group["every_flag_full_weight"]["reached"][str(turns)]
+            lines.append(
+                f"| {name} | {turns} | {d['throttled']:.2%} | {d['locked']:.2%} | "
+                f"{f['throttled']:.2%} | {f['locked']:.2%} |"
+            )
+    for label, key in (("deployed", "deployed"), ("every flag full", "every_flag_full_weight")):
+        a = attack[key]
+        lines.append(
+            f"\nAttacker ({label}): throttled after {a['turns_to_throttle']['median']:.0f} turns "
+            f"(p95 {a['turns_to_throttle']['p95']:.0f}), locked after "
+            f"{a['turns_to_lock']['median']:.0f} (p95 {a['turns_to_lock']['p95']:.0f})."
+        )
+    return [*lines, ""]
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = [f"Machine: {machine.summary(result['machine'])}.", ""]
     lines += _detection_md("In-sample corpus", result["detection"])
     lines += _detection_md("Held-out split", result["held_out"])
     for n in blind_split_numbers():
         lines += _detection_md(f"Blind held-out split {n}", result[f"held_out_{n}"])
+    lines += _exposure_md(result["anomaly_exposure"])
     lines += [
         "### PII redaction before an external provider (what the loopback server received)",
         "",
@@ -574,6 +694,7 @@ def main() -> None:
         "detection": run_detection(rows),
         "held_out": run_detection(held_out),
         **blind,
+        "anomaly_exposure": anomaly_exposure(list(blind.values())),
         "pii": run_pii(benign),
         "context": run_context(),
     }

@@ -120,12 +120,19 @@ def screen_input(message: str, thresholds: Thresholds, *, views: Views | None = 
     return Screening(verdict, pii.result())
 
 
-def _anomaly_kind(allowed: bool, verdict: Verdict, thresholds: Thresholds) -> str:
-    """The anomaly signal of a turn the guard did not simply allow: a block, a flag, or a flag
-    that only the similarity detector raised (its own, lower weight in ANOMALY_WEIGHTS)."""
+def anomaly_kind(allowed: bool, verdict: Verdict, thresholds: Thresholds) -> str:
+    """The anomaly signal of a turn the guard did not simply allow: a block, a flag, or a weak
+    flag (its own, lower weight in ANOMALY_WEIGHTS). A flag is weak unless the intent rules or
+    a classifier endpoint raised it, or the learned detector scored it at or above
+    ANOMALY_STRONG_FLAG_LEARNED; on the spent splits a flag without these was more often a
+    benign question than an attack (docs/BENCHMARKS.md, part AT)."""
     if not allowed:
         return "blocked"
-    return "flagged_similarity" if raised_by(verdict, thresholds) == {"similarity"} else "flagged"
+    strong = raised_by(verdict, thresholds) & {"intent", "classifier"}
+    learned = verdict.scores.get("learned", 0.0)
+    if strong or learned >= settings.ANOMALY_STRONG_FLAG_LEARNED:
+        return "flagged"
+    return "flagged_weak"
 
 
 def guard_input(turn: Turn) -> Turn:
@@ -151,7 +158,7 @@ def guard_input(turn: Turn) -> Turn:
         )
     if not decision.allowed or decision.flagged:
         anomaly.anomaly_signal(
-            principal=principal, kind=_anomaly_kind(decision.allowed, verdict, thresholds)
+            principal=principal, kind=anomaly_kind(decision.allowed, verdict, thresholds)
         )
     # A block is audited once, by the edge that handles the refusal, with these scores.
     decision.enforce(subject="guard:input", metadata=verdict.audit_metadata())

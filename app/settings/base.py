@@ -415,16 +415,22 @@ ANOMALY_WINDOW_S = env_int("ANOMALY_WINDOW_S", 900)
 ANOMALY_WEIGHTS = {
     "blocked": 3.0,
     "flagged": 1.0,
-    # A flag only the similarity detector raised: the least precise detector (precision 0.78
-    # on held-out 15), and 137 of the 282 benign flags on held-out 2-15 were its alone when it
-    # flagged at 0.6, most of them on questions about security (docs/BENCHMARKS.md, part J).
-    "flagged_similarity": float(os.environ.get("ANOMALY_WEIGHT_FLAGGED_SIMILARITY", "0.5")),
+    # A weak flag: one neither the intent rules nor a classifier endpoint raised, and the
+    # learned detector scored below ANOMALY_STRONG_FLAG_LEARNED. On the spent splits (held-out
+    # 2-84) such flags were 369 attacks against 1,054 benign lines, where the other flags were
+    # 3,521 against 679. At a quarter the weight, a user asking 20 questions about security in
+    # 15 minutes (drawn at random from those splits) is throttled 8% of the time, not 36%, and
+    # an attacker still in a median of 3 turns (docs/BENCHMARKS.md, part AT).
+    "flagged_weak": float(os.environ.get("ANOMALY_WEIGHT_FLAGGED_WEAK", "0.25")),
     "turn": 0.5,
     "broad_retrieval": 2.0,
     "moderation_blocked": float(os.environ.get("ANOMALY_WEIGHT_MODERATION_BLOCKED", "3")),
 }
 # Turns per window that are normal use; each turn beyond adds the "turn" weight.
 ANOMALY_RATE_ALLOWANCE = env_int("ANOMALY_RATE_ALLOWANCE", 200)
+# The learned score from which a flag is strong: on the spent splits, flags the learned
+# detector alone raised were more often attacks than benign lines from about here up.
+ANOMALY_STRONG_FLAG_LEARNED = float(os.environ.get("ANOMALY_STRONG_FLAG_LEARNED", "0.55"))
 ANOMALY_BROAD_RETRIEVAL_DOCS = env_int("ANOMALY_BROAD_RETRIEVAL_DOCS", 50)
 ANOMALY_THROTTLE_AT = float(os.environ.get("ANOMALY_THROTTLE_AT", "6"))
 ANOMALY_LOCK_AT = float(os.environ.get("ANOMALY_LOCK_AT", "12"))
