@@ -72,7 +72,12 @@ C = 16.0
 # (part AM). "frames": harm asked through a story, a thought experiment, a persona, a game or
 # a harmless task that pivots, and short requests for harm in other languages, against dark
 # fiction without a method, training role-play, thought experiments, playful personas and
-# harmless multi-step tasks (part AP).
+# harmless multi-step tasks (part AP). "pretexts": harm asked of an insider persona, through a
+# made-up transcript to continue, a writing task that turns into fraud or a smear, a frame
+# asking for the exact specifics, a routine-sounding request, or briefly in a less-seen
+# language, against red-team report excerpts, guard-log triage, pasted ticket threads,
+# honest insider voices and writing tasks (part AU; 0.6 moved more on the spent splits than
+# 0.3, with benign blocks falling in both).
 SUPPLEMENTS: dict[str, float] = {
     "decoding": 0.3,
     "harm_requests": 0.3,
@@ -80,6 +85,7 @@ SUPPLEMENTS: dict[str, float] = {
     "software_purposes": 0.3,
     "pasted_documents": 0.1,
     "frames": 0.3,
+    "pretexts": 0.6,
 }
 SUPPLEMENT_DIR = CORPUS / "supplements"
 # Supplements whose benign lines are also fit as the pieces the scan scores
