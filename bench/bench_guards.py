@@ -260,7 +260,7 @@ def exposure(
 
     rng = np.random.default_rng(seed)
     population = _weights(counts, weights)
-    throttle, lock = settings_thresholds()
+    throttle, lock = _anomaly_thresholds()
     reached: dict[str, dict[str, float]] = {}
     for turns in EXPOSURE_TURNS:
         score = rng.choice(population, size=(draws, turns)).sum(axis=1)
@@ -282,7 +282,7 @@ def exposure(
     }
 
 
-def settings_thresholds() -> tuple[float, float]:
+def _anomaly_thresholds() -> tuple[float, float]:
     from django.conf import settings
 
     return float(settings.ANOMALY_THROTTLE_AT), float(settings.ANOMALY_LOCK_AT)
