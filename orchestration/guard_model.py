@@ -77,7 +77,11 @@ C = 16.0
 # asking for the exact specifics, a routine-sounding request, or briefly in a less-seen
 # language, against red-team report excerpts, guard-log triage, pasted ticket threads,
 # honest insider voices and writing tasks (part AU; 0.6 moved more on the spent splits than
-# 0.3, with benign blocks falling in both).
+# 0.3, with benign blocks falling in both). "scenarios_overrides": thought experiments and
+# training scenarios that need the real method, personas asked for confidential data, quiet
+# overrides of one rule, instructions hidden in pasted material, refusals forbidden in
+# advance, claimed earlier agreement, against their honest neighbours (part AV; at 0.6 it
+# added benign blocks on the spent splits without more detections than at 0.3).
 SUPPLEMENTS: dict[str, float] = {
     "decoding": 0.3,
     "harm_requests": 0.3,
@@ -86,6 +90,7 @@ SUPPLEMENTS: dict[str, float] = {
     "pasted_documents": 0.1,
     "frames": 0.3,
     "pretexts": 0.6,
+    "scenarios_overrides": 0.3,
 }
 SUPPLEMENT_DIR = CORPUS / "supplements"
 # Supplements whose benign lines are also fit as the pieces the scan scores
