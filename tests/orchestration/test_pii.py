@@ -151,6 +151,37 @@ def test_pii_runs_only_the_spacy_components_its_recognisers_read():
     assert model.pipe_names == ["ner", "lower_case_lemmas"]
 
 
+def test_the_ner_multiplies_on_numpys_blas_not_blis():
+    """Every layer of the NER multiplies with numpy's BLAS (docs/BENCHMARKS.md, "PII
+    detection on numpy's BLAS"): a quarter faster here, the same entities on every line."""
+    from thinc.api import NumpyOps
+
+    ner = pii.analyzer().nlp_engine.nlp["en"].get_pipe("ner")  # type: ignore[attr-defined]
+    layers = list(ner.model.walk())
+    assert len(layers) > 10
+    for layer in layers:
+        assert isinstance(layer.ops, NumpyOps)
+        assert layer.ops.use_blis is False
+
+
+def test_blas_runs_on_the_threads_the_setting_gives(settings):
+    """Once PII detection is built, every BLAS library in the process runs on BLAS_THREADS;
+    `limit_blas_threads` sets any count."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    pii.analyzer()
+    assert blas_threads() == {settings.BLAS_THREADS} == {1}
+    try:
+        pii.limit_blas_threads(2)
+        assert blas_threads() == {2}
+    finally:
+        pii.limit_blas_threads(settings.BLAS_THREADS)
+    assert blas_threads() == {1}
+
+
 def test_a_layer_the_ner_listens_to_keeps_running():
     """In a pipeline whose NER reads a shared embedding layer (a transformer pipeline,
     say), that layer must stay on, or the NER would see no input."""
